@@ -1,0 +1,1 @@
+"""TruthfulQA data, judges, metrics and agreement with people. Imports nothing from harness/."""
