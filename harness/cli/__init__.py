@@ -14,7 +14,8 @@ from evals.errors import InputError
 
 # Modules under harness/cli/ that add sub-commands, in the order `truthsteer -h` lists them.
 COMMAND_MODULES = (
-    "generate", "dict", "directions", "sweep", "judge", "spotcheck", "report", "quickstart",
+    "generate", "dict", "directions", "sweep", "judge", "calibrate", "spotcheck", "report",
+    "quickstart",
 )
 
 
