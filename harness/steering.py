@@ -1,0 +1,248 @@
+"""Interventions and the one context manager that installs and removes their hooks.
+
+Hook names are TransformerLens names; each resolves to a module of the plain HF model through the
+TransformerBridge's architecture adapter (so any architecture it supports works):
+
+    blocks.{L}.hook_resid_pre    input of block L            [batch, pos, d_model]
+    blocks.{L}.hook_resid_post   output of block L           [batch, pos, d_model]
+    blocks.{L}.hook_attn_out     output of attention L       [batch, pos, d_model]
+    blocks.{L}.hook_mlp_out      output of the MLP of L      [batch, pos, d_model]
+    blocks.{L}.attn.hook_z       per-head attention outputs before the output projection
+                                 [batch, pos, n_heads, d_head]; an intervention names one head
+
+``positions`` selects where a vector is added: ``all`` positions, the ``prompt`` (the prefill
+pass) or ``generated`` tokens only (decoding steps). A running token counter tells them apart,
+so the semantics hold with and without a KV cache.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from harness.config import POSITIONS, ConfigError
+
+_HOOK_RE = re.compile(r"^blocks\.(\d+)\.(hook_resid_pre|hook_resid_post|hook_attn_out|hook_mlp_out|"
+                      r"attn\.hook_z)$")
+HOOK_KINDS = ("hook_resid_pre", "hook_resid_post", "hook_attn_out", "hook_mlp_out", "attn.hook_z")
+
+
+@dataclass(frozen=True)
+class HookSite:
+    """Where a TransformerLens hook name lives in the plain HF model."""
+
+    name: str
+    layer: int
+    kind: str
+    module: Any = field(repr=False)
+    width: int            # size of one intervention vector (d_model, or d_head for attn.hook_z)
+    n_heads: int = 1
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """Add ``magnitude * vector`` at ``hook`` (for one ``head`` of attn.hook_z) on ``positions``.
+
+    ``vector`` is a 1-D tensor of the hook's width; ``label`` records where it came from.
+    """
+
+    hook: str
+    vector: torch.Tensor
+    magnitude: float
+    positions: str = "all"
+    head: int | None = None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.magnitude, (int, float)) or not math.isfinite(self.magnitude):
+            raise ConfigError(f"magnitude {self.magnitude!r} for {self.hook} must be a finite number")
+        if self.positions not in POSITIONS:
+            raise ConfigError(f"positions {self.positions!r} is unknown (choose {', '.join(POSITIONS)})")
+        if self.vector.ndim != 1 or not torch.isfinite(self.vector).all():
+            raise ConfigError(f"the direction for {self.hook} must be a finite 1-D vector "
+                              f"(got shape {tuple(self.vector.shape)})")
+
+
+def _module_at(root: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        root = root[int(part)] if part.isdigit() else getattr(root, part)
+    return root
+
+
+def valid_hook_names(model) -> list[str]:
+    return [f"blocks.{layer}.{kind}" for layer in range(model.n_layers) for kind in HOOK_KINDS]
+
+
+def resolve_hook(model, name: str) -> HookSite:
+    """The HF module behind TransformerLens hook ``name``; a clear error listing valid names."""
+    match = _HOOK_RE.match(name)
+    if not match or int(match.group(1)) >= model.n_layers:
+        raise ConfigError(
+            f"hook {name!r} is unknown for {model.name} (valid: blocks.L.{{{', '.join(HOOK_KINDS)}}} "
+            f"with L in 0..{model.n_layers - 1}, e.g. blocks.2.hook_resid_post)")
+    layer, kind = int(match.group(1)), match.group(2)
+    blocks = model.bridge.adapter.component_mapping["blocks"]
+    block = _module_at(model.hf_model, blocks.name)[layer]
+    cfg = model.hf_model.config
+    if kind in ("hook_resid_pre", "hook_resid_post"):
+        return HookSite(name, layer, kind, block, model.d_model)
+    attn = blocks.submodules["attn"]
+    if kind == "hook_attn_out":
+        return HookSite(name, layer, kind, _module_at(block, attn.name), model.d_model)
+    if kind == "hook_mlp_out":
+        return HookSite(name, layer, kind, _module_at(block, blocks.submodules["mlp"].name),
+                        model.d_model)
+    n_heads = int(cfg.num_attention_heads)
+    d_head = int(getattr(cfg, "head_dim", None) or model.d_model // n_heads)
+    o_proj = _module_at(_module_at(block, attn.name), attn.submodules["o"].name)
+    return HookSite(name, layer, kind, o_proj, d_head, n_heads)
+
+
+def check_intervention(site: HookSite, iv: Intervention) -> None:
+    if iv.vector.numel() != site.width:
+        raise ConfigError(f"direction {iv.label or ''} for {site.name} has size {iv.vector.numel()}, "
+                          f"the hook needs {site.width}")
+    if site.kind == "attn.hook_z":
+        if iv.head is None or not 0 <= iv.head < site.n_heads:
+            raise ConfigError(f"{site.name} needs a head in 0..{site.n_heads - 1} (got {iv.head})")
+    elif iv.head is not None:
+        raise ConfigError(f"{site.name} is not a per-head hook; drop head={iv.head}")
+
+
+class TokenCounter:
+    """Counts the positions the model has processed since ``reset``: tells prompt from generated."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.prompt_len: int | None = None
+
+    def reset(self) -> None:
+        self.seen, self.prompt_len = 0, None
+
+    def pre_forward(self, _module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            ids = kwargs["inputs_embeds"]
+        self._chunk = int(ids.shape[1])
+        if self.prompt_len is None:  # the first pass of a generate call is the prompt
+            self.prompt_len = self._chunk
+
+    def post_forward(self, *_):
+        self.seen += self._chunk
+
+
+def _deltas(site: HookSite, ivs: list[Intervention], ref: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per position class, the summed vector to add at this site (full width of the tensor)."""
+    width = site.width * site.n_heads
+    out: dict[str, torch.Tensor] = {}
+    for iv in ivs:
+        delta = out.setdefault(iv.positions, torch.zeros(width, dtype=ref.dtype, device=ref.device))
+        vec = iv.vector.to(dtype=ref.dtype, device=ref.device) * iv.magnitude
+        if site.kind == "attn.hook_z":
+            delta[iv.head * site.width:(iv.head + 1) * site.width] += vec
+        else:
+            delta += vec
+    return out
+
+
+def _make_adder(deltas: dict[str, torch.Tensor], counter: TokenCounter):
+    def add(x: torch.Tensor) -> torch.Tensor:
+        s = x.shape[1]
+        start, plen = counter.seen, counter.prompt_len or 0
+        x = x + deltas["all"] if "all" in deltas else x
+        for cls, delta in deltas.items():
+            if cls == "all":
+                continue
+            pos = torch.arange(start, start + s, device=x.device)
+            mask = (pos < plen) if cls == "prompt" else (pos >= plen)
+            if mask.any():
+                x = x + mask[:, None].to(x.dtype) * delta
+        return x
+    return add
+
+
+@dataclass
+class HookState:
+    """What ``hooks`` yields: the token counter and the recorded activations."""
+
+    counter: TokenCounter
+    records: dict[str, list[torch.Tensor]]
+
+    def reset(self) -> None:
+        """Call before each new generate/forward call on a fresh prompt batch."""
+        self.counter.reset()
+
+
+@contextmanager
+def hooks(model, interventions: Sequence[Intervention] = (),
+          record: Sequence[str] = ()) -> Iterator[HookState]:
+    """The one way hooks reach a model: install ``interventions`` (and recorders for the hook
+    names in ``record``) on ``model.hf_model``; every hook is removed in ``finally``.
+
+    Recorded activations are detached tensors, one per forward pass, in ``state.records[hook]``:
+    [batch, pos, d_model], or [batch, pos, n_heads, d_head] for attn.hook_z. Recorders see the
+    activation after any intervention at the same hook.
+    """
+    counter = TokenCounter()
+    state = HookState(counter, {h: [] for h in record})
+    handles = []
+    try:
+        handles.append(model.hf_model.register_forward_pre_hook(counter.pre_forward,
+                                                                with_kwargs=True))
+        handles.append(model.hf_model.register_forward_hook(counter.post_forward))
+        by_site: dict[str, tuple[HookSite, list[Intervention]]] = {}
+        for iv in interventions:
+            site = by_site.get(iv.hook, (resolve_hook(model, iv.hook), []))[0]
+            check_intervention(site, iv)
+            by_site.setdefault(iv.hook, (site, []))[1].append(iv)
+        ref = next(model.hf_model.parameters())
+        for site, ivs in by_site.values():
+            if all(iv.magnitude == 0 for iv in ivs):
+                continue  # adding zero is the identity: skip the hook entirely
+            handles.append(_install(site, _make_adder(_deltas(site, ivs, ref), counter)))
+        for name in record:
+            handles.append(_install_recorder(resolve_hook(model, name), state.records[name]))
+        yield state
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _install(site: HookSite, add):
+    if site.kind == "hook_resid_pre":
+        def pre(_m, args, kwargs):
+            if args:
+                return (add(args[0]), *args[1:]), kwargs
+            kwargs["hidden_states"] = add(kwargs["hidden_states"])
+            return args, kwargs
+        return site.module.register_forward_pre_hook(pre, with_kwargs=True)
+    if site.kind == "attn.hook_z":
+        return site.module.register_forward_pre_hook(lambda _m, args: (add(args[0]), *args[1:]))
+
+    def post(_m, _args, output):
+        if isinstance(output, tuple):
+            return (add(output[0]), *output[1:])
+        return add(output)
+    return site.module.register_forward_hook(post)
+
+
+def _install_recorder(site: HookSite, store: list[torch.Tensor]):
+    if site.kind == "attn.hook_z":
+        def z_hook(_m, args):
+            x = args[0].detach()
+            store.append(x.view(*x.shape[:2], site.n_heads, site.width))
+        return site.module.register_forward_pre_hook(z_hook)
+    if site.kind == "hook_resid_pre":
+        def pre_hook(_m, args, kwargs):
+            store.append((args[0] if args else kwargs["hidden_states"]).detach())
+        return site.module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+    def post_hook(_m, _a, out):
+        store.append((out[0] if isinstance(out, tuple) else out).detach())
+    return site.module.register_forward_hook(post_hook)
