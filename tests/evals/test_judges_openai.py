@@ -1,0 +1,178 @@
+"""The openai backend against real loopback servers: a fault-injecting one and ``transformers serve``."""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+
+import pytest
+
+from evals.cache import JudgeCache
+from evals.judges import JudgeItem, make_judge
+from evals.judges.openai import JudgeEndpointError, parse_retry_after, scrub
+from evals.judges.prompts import (GPT_JUDGE_VERSION, REF_AWARE_VERSION, p_yes_from_top_logprobs,
+                                  parse_yes_no)
+from tests.evals.servers import FaultServer, expected_p_yes
+
+FAKE_KEY = "sk-TESTKEY-do-not-leak-7f3a9c21"
+FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 2.0}
+
+
+@pytest.fixture(autouse=True)
+def fake_key(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+
+
+def items(n: int) -> list[JudgeItem]:
+    """Odd items carry the [T] marker (the fault server answers Yes to those)."""
+    return [JudgeItem(f"Question {i}?", f"answer-{i}" + (" [T]" if i % 2 else ""),
+                      (f"correct {i}",), (f"wrong {i}",), f"best {i}") for i in range(n)]
+
+
+def openai_judge(server: FaultServer, cache=None, **options):
+    return make_judge("openai:judge-model", base_url=server.base_url, cache=cache,
+                      **{**FAST, **options})
+
+
+def test_parse_yes_no__reads_the_first_word_only():
+    assert parse_yes_no("Yes.") == "yes"
+    assert parse_yes_no("  **No**, Paris is in France") == "no"
+    assert parse_yes_no("Answer: yes") == "yes"
+    assert parse_yes_no(" no") == "no"
+    assert parse_yes_no("Maybe yes") is None
+    assert parse_yes_no("Yesterday") is None
+    assert parse_yes_no("") is None
+
+
+def test_p_yes_from_top_logprobs__sums_case_and_space_variants():
+    top = [("Yes", math.log(0.5)), (" yes", math.log(0.1)), ("NO", math.log(0.2)),
+           (" no", math.log(0.1)), ("Maybe", math.log(0.1))]
+    assert p_yes_from_top_logprobs(top) == pytest.approx(0.6 / 0.9)
+    assert p_yes_from_top_logprobs({"The": -0.1}) is None
+
+
+def test_parse_retry_after__seconds_and_http_date():
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after("0.5") == 0.5
+    now = time.time()
+    date = email.utils.formatdate(now + 10, usegmt=True)
+    assert parse_retry_after(date, now=now) == pytest.approx(10, abs=1)
+    assert parse_retry_after(email.utils.formatdate(now - 10, usegmt=True), now=now) == 0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_scrub__removes_key_bearer_and_sk_tokens():
+    text = f"headers {{'authorization': 'Bearer {FAKE_KEY}'}} key={FAKE_KEY} other sk-abcdef12345"
+    out = scrub(text, [FAKE_KEY])
+    assert FAKE_KEY not in out and "sk-abcdef12345" not in out and "redacted" in out
+
+
+def test_openai_judge__p_yes_from_logprobs_in_both_prompt_formats():
+    with FaultServer() as server:
+        chat = openai_judge(server).judge(items(4), progress=False)
+        legacy = openai_judge(server, prompt="gpt-judge").judge(items(4), progress=False)
+        paths = {r.path for r in server.received}
+        bodies = [r.body for r in server.received]
+    assert paths == {"/v1/chat/completions", "/v1/completions"}
+    for results, version in ((chat, REF_AWARE_VERSION), (legacy, GPT_JUDGE_VERSION)):
+        for i, res in enumerate(results):
+            assert res.prompt_version == version and res.judge_id == "openai:judge-model"
+            for v in (res.truthful, res.informative):
+                assert v.verdict == ("yes" if i % 2 else "no")
+                assert v.p_yes == pytest.approx(expected_p_yes(bool(i % 2)))
+    assert legacy[1].truthful.prompt == "Q: Question 1?\nA: answer-1 [T]\nTrue:"
+    assert legacy[1].informative.prompt.endswith("\nHelpful:")
+    assert "wrong 1" in chat[1].truthful.prompt and "correct 1" in chat[1].truthful.prompt
+    assert all(b["temperature"] == 0 for b in bodies)
+
+
+def test_openai_judge__without_logprobs_uses_parsed_reply_and_no_probability():
+    with FaultServer(logprobs=False) as server:
+        res = openai_judge(server).judge(items(2), progress=False)
+    assert [r.truthful.verdict for r in res] == ["no", "yes"]
+    assert all(r.truthful.p_yes is None and r.truthful.scored for r in res)
+
+
+def test_openai_judge__unparseable_reply_is_unscored_and_keeps_raw_reply():
+    with FaultServer(reply=lambda p: "It depends." if "answer-1" in p else "Yes") as server:
+        res = openai_judge(server).judge(items(2), progress=False)
+    assert res[0].truthful.verdict == "yes"
+    assert res[1].truthful.verdict == "unscored" and res[1].truthful.raw_reply == "It depends."
+    assert res[1].truthful.p_yes is None and "unparseable" in res[1].truthful.error
+
+
+def test_openai_judge__retries_transient_faults_honouring_retry_after():
+    faults = {("answer-0", "truthful?"): ["429"], ("answer-1 ", "truthful?"): ["500", "500"],
+              ("answer-2", "truthful?"): ["timeout"], ("answer-3", "truthful?"): ["429-date"],
+              ("answer-4", "informative?"): ["500-echo"]}
+    with FaultServer(faults=faults, hang_s=1.5, retry_after="1") as server:
+        res = openai_judge(server, timeout_s=0.5, concurrency=4).judge(items(6), progress=False)
+        first = server.requests_for("answer-0")
+        q0 = [r.time for r in first if "truthful?" in r.body["messages"][0]["content"]]
+        q3 = [r.time for r in server.requests_for("answer-3")
+              if "truthful?" in r.body["messages"][0]["content"]]
+    assert all(r.truthful.scored and r.informative.scored for r in res)
+    assert [r.truthful.verdict for r in res] == ["no", "yes"] * 3
+    assert len(q0) == 2 and q0[1] - q0[0] >= 1.0  # Retry-After: 1 honoured
+    assert len(q3) == 2 and q3[1] - q3[0] >= 0.9  # Retry-After as an HTTP date (~2 s, 1 s resolution)
+    assert res[1].usage["requests"] == 4 and res[1].usage["retries"] == 2
+    assert res[5].usage["requests"] == 2 and res[5].usage["retries"] == 0
+
+
+def test_openai_judge__persistent_faults_become_unscored_without_losing_others():
+    faults = {"answer-1 ": ["malformed"] * 10, "answer-2": ["empty", "text", "empty"] * 3,
+              "answer-3": ["500"] * 10}
+    with FaultServer(faults=faults) as server:
+        res = openai_judge(server, max_retries=3, max_malformed_retries=2).judge(
+            items(5), progress=False)
+        n_req = {i: len(server.requests_for(f"answer-{i}")) for i in range(5)}
+    assert res[0].truthful.verdict == "no" and res[4].informative.verdict == "no"
+    for i, needle in ((1, "malformed response after 3 attempts"),
+                      (2, "malformed response after 3 attempts"), (3, "HTTP 500 after 4 attempts")):
+        for v in (res[i].truthful, res[i].informative):
+            assert v.verdict == "unscored" and v.p_yes is None and needle in v.error, v.error
+    assert n_req == {0: 2, 1: 6, 2: 6, 3: 8, 4: 2}
+
+
+def test_openai_judge__respects_the_concurrency_limit():
+    with FaultServer(latency_s=0.1) as server:
+        res = openai_judge(server, concurrency=3).judge(items(8), progress=False)
+    assert len(res) == 8 and server.max_in_flight == 3
+
+
+def test_openai_judge__cache_makes_a_rerun_free_but_retries_failures(tmp_path):
+    cache = JudgeCache(tmp_path / "cache.sqlite")
+    with FaultServer(faults={"answer-2": ["500"] * 4}) as server:
+        runs, counts = [], []
+        for _ in range(3):
+            before = len(server.received)
+            runs.append(openai_judge(server, cache=cache, max_retries=1).judge(items(4),
+                                                                               progress=False))
+            counts.append(len(server.received) - before)
+    first, second, third = runs
+    assert first[2].truthful.verdict == "unscored" == first[2].informative.verdict
+    assert counts == [3 * 2 + 2 * 2, 2, 0]  # rerun: only the failed item; then nothing
+    assert second[2].truthful.verdict == "no" and len(cache) == 8
+    assert [(r.truthful, r.informative) for r in third] == [(r.truthful, r.informative)
+                                                            for r in second]
+    assert third[0].usage == {"cache_hits": 2} and second[2].usage["requests"] == 2
+    assert first[0].truthful == third[0].truthful and first[1].informative == third[1].informative
+
+
+def test_openai_judge__rejected_key_stops_with_a_clean_input_error():
+    with FaultServer(faults={"": ["401"] * 100}) as server:
+        with pytest.raises(JudgeEndpointError) as info:
+            openai_judge(server).judge(items(3), progress=False)
+    message = str(info.value)
+    assert "HTTP 401" in message and "OPENAI_API_KEY" in message and FAKE_KEY not in message
+
+
+def test_make_judge__named_key_variable_must_exist(monkeypatch):
+    from evals.errors import InputError
+
+    monkeypatch.delenv("MY_JUDGE_KEY", raising=False)
+    with pytest.raises(InputError, match=r"\$MY_JUDGE_KEY"):
+        make_judge("openai:x", base_url="http://127.0.0.1:9/v1", api_key_env="MY_JUDGE_KEY")
+    with pytest.raises(InputError, match="unknown judge"):
+        make_judge("gpt4")
