@@ -74,11 +74,11 @@ def cut_answer(token_ids: list[int], style: str, tokenizer: Any) -> tuple[list[i
         ids.append(int(t))
     if style == "qa":
         text = tokenizer.decode(ids, skip_special_tokens=True)
-        if any(stop in text for stop in QA_STOPS):
+        cut = min((text.find(s) for s in QA_STOPS if s in text), default=-1)
+        if cut >= 0:  # keep the longest prefix of tokens whose text ends before the stop
             keep = 0
-            for k in range(1, len(ids) + 1):
-                if any(s in tokenizer.decode(ids[:k], skip_special_tokens=True) for s in QA_STOPS):
-                    break
-                keep = k
+            while keep < len(ids) and len(tokenizer.decode(ids[:keep + 1],
+                                                          skip_special_tokens=True)) <= cut:
+                keep += 1
             ids = ids[:keep]
     return ids, tokenizer.decode(ids, skip_special_tokens=True).strip()
