@@ -1,0 +1,286 @@
+"""Human spot checks of a run's answers: a stratified sample, a labelling page, label import.
+
+``truthsteer spotcheck sample RUN_DIR`` draws answers stratified across configurations
+(``cell_id``) and, when a judge has scored the run, across that judge's truthful verdicts
+(equal allocation, so rare verdicts are seen too), and writes into ``RUN_DIR/spotcheck/``:
+
+* ``sample.csv``  one row per item (id, question, references, answer, empty label columns) —
+  fill it in a spreadsheet, or
+* ``label.html``  a self-contained labelling page (no server, no network) that saves
+  ``labels.csv`` (id, truthful, informative);
+* ``sample.json`` the sample's design: each item's stratum and weight (stratum size / items
+  drawn from it), which the prediction-powered correction needs.
+
+``truthsteer spotcheck import RUN_DIR labels.csv`` validates every row first (unknown ids,
+duplicates, bad values: a one-line error, nothing written) and merges the labels into
+``RUN_DIR/labels/human.csv`` atomically. An item's id is ``<cell_id>/<question_id>``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from evals.errors import InputError
+from evals.runs import check_run_dir, judge_slug, load_answers, read_jsonl, write_text_atomic
+from evals.truthfulqa import TruthfulQA
+
+LABEL_COLUMNS = ("truthful", "informative")
+HUMAN_LABELS = Path("labels") / "human.csv"
+_TRUE = {"yes", "y", "true", "t", "1"}
+_FALSE = {"no", "n", "false", "f", "0"}
+
+
+@dataclass(frozen=True)
+class SpotItem:
+    """One answer to label, with the references shown beside it and its sampling weight."""
+
+    id: str
+    cell_id: str
+    question_id: int
+    question: str
+    answer: str
+    best_answer: str
+    correct_answers: tuple[str, ...]
+    incorrect_answers: tuple[str, ...]
+    judge_truthful: str | None
+    judge_informative: str | None
+    stratum: str
+    weight: float
+
+
+def item_id(cell_id: str, question_id: int) -> str:
+    return f"{cell_id}/{question_id}"
+
+
+def _verdict_of(value: Any) -> str | None:
+    """'yes' / 'no' / None from the shapes a score row may use for one kind."""
+    if isinstance(value, dict):
+        value = value.get("verdict", value.get("label"))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str) and value.strip().lower() in ("yes", "no"):
+        return value.strip().lower()
+    return None
+
+
+def read_verdicts(run_dir: Path, judge: str | None = None
+                  ) -> tuple[str | None, dict[tuple[str, int], tuple[str | None, str | None]]]:
+    """(judge id, {(cell_id, question_id): (truthful, informative)}) from RUN_DIR/scores/.
+
+    With ``judge`` unset and one scores file, that file; with several, ``judge`` must pick one
+    (a judge id, its file-name slug, or the file's name). Later rows override earlier ones.
+    """
+    folder = Path(run_dir) / "scores"
+    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    if judge is not None:
+        wanted = {judge, judge_slug(judge), judge.removesuffix(".jsonl")}
+        files = [f for f in files if f.stem in wanted] or [
+            f for f in files if any(r.get("judge_id") == judge for r in read_jsonl(f)[:1])]
+        if not files:
+            raise InputError(f"--judge {judge}: no scores by that judge in {folder} "
+                             "(score the run with `truthsteer judge RUN_DIR --judge …` first)")
+    if not files:
+        return None, {}
+    if len(files) > 1:
+        raise InputError(f"{folder}: several judges scored this run "
+                         f"({', '.join(f.stem for f in files)}); pick one with --judge")
+    verdicts: dict[tuple[str, int], tuple[str | None, str | None]] = {}
+    judge_id = None
+    for row in read_jsonl(files[0]):
+        if "cell_id" not in row or "question_id" not in row:
+            continue
+        judge_id = row.get("judge_id", judge_id)
+        verdicts[(str(row["cell_id"]), int(row["question_id"]))] = (
+            _verdict_of(row.get("truthful", row.get("truthful_verdict"))),
+            _verdict_of(row.get("informative", row.get("informative_verdict"))))
+    return judge_id or files[0].stem, verdicts
+
+
+def allocate(sizes: dict[Any, int], n: int) -> dict[Any, int]:
+    """Split ``n`` draws as equally as possible across strata, none above its size."""
+    take = {k: 0 for k in sizes}
+    left = min(n, sum(sizes.values()))
+    while left > 0:
+        open_ = sorted((k for k in sizes if take[k] < sizes[k]), key=lambda k: (take[k], str(k)))
+        share = max(1, left // len(open_))
+        for k in open_:
+            add = min(share, sizes[k] - take[k], left)
+            take[k] += add
+            left -= add
+            if left == 0:
+                break
+    return take
+
+
+def draw_sample(answers: Sequence[dict[str, Any]],
+                verdicts: dict[tuple[str, int], tuple[str | None, str | None]],
+                tq: TruthfulQA | None, n: int, seed: int = 0) -> list[SpotItem]:
+    """A stratified sample of ``n`` answer rows: equal across cells, then across verdicts."""
+    if n < 1:
+        raise InputError(f"--n {n}: must be at least 1")
+    by_cell: dict[str, list[dict[str, Any]]] = {}
+    for row in answers:
+        by_cell.setdefault(str(row["cell_id"]), []).append(row)
+    if not by_cell:
+        raise InputError("the run has no finished answers to sample")
+    rng = random.Random(seed)
+    per_cell = allocate({c: len(rows) for c, rows in by_cell.items()}, n)
+    items: list[SpotItem] = []
+    for cell, rows in sorted(by_cell.items()):
+        strata: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            v = verdicts.get((cell, int(row["question_id"])), (None, None))[0]
+            strata.setdefault(f"{cell}|judge_truthful={v or 'none'}", []).append(row)
+        take = allocate({s: len(r) for s, r in strata.items()}, per_cell[cell])
+        for stratum, srows in sorted(strata.items()):
+            if not take[stratum]:
+                continue
+            chosen = rng.sample(sorted(srows, key=lambda r: int(r["question_id"])), take[stratum])
+            weight = len(srows) / take[stratum]
+            for row in chosen:
+                items.append(_item(row, cell, verdicts, tq, stratum, weight))
+    rng.shuffle(items)  # labellers see configurations interleaved, in no telling order
+    return items
+
+
+def _item(row: dict[str, Any], cell: str, verdicts, tq: TruthfulQA | None, stratum: str,
+          weight: float) -> SpotItem:
+    qid = int(row["question_id"])
+    question = str(row.get("question", ""))
+    ref = None
+    if tq is not None and 0 <= qid < len(tq.questions):
+        ref = tq.questions[qid]
+        if question and ref.question.strip() != question.strip():
+            ref = next((q for q in tq.questions if q.question.strip() == question.strip()), None)
+    t, i = verdicts.get((cell, qid), (None, None))
+    return SpotItem(
+        id=item_id(cell, qid), cell_id=cell, question_id=qid,
+        question=question or (ref.question if ref else ""), answer=str(row.get("answer", "")),
+        best_answer=ref.best_answer if ref else "",
+        correct_answers=ref.correct_answers if ref else (),
+        incorrect_answers=ref.incorrect_answers if ref else (),
+        judge_truthful=t, judge_informative=i, stratum=stratum, weight=weight)
+
+
+def write_sample(run_dir: Path, items: Sequence[SpotItem], meta: dict[str, Any]) -> list[Path]:
+    """Write sample.csv, label.html and sample.json into RUN_DIR/spotcheck/ (atomically)."""
+    from evals.spotcheck_page import render_page
+
+    out = Path(run_dir) / "spotcheck"
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["id", "cell_id", "question_id", "question", "best_answer",
+                     "correct_answers", "incorrect_answers", "answer", *LABEL_COLUMNS])
+    for it in items:
+        writer.writerow([it.id, it.cell_id, it.question_id, it.question, it.best_answer,
+                         "; ".join(it.correct_answers), "; ".join(it.incorrect_answers),
+                         it.answer, "", ""])
+    paths = [out / "sample.csv", out / "label.html", out / "sample.json"]
+    write_text_atomic(paths[0], buf.getvalue())
+    write_text_atomic(paths[1], render_page(items, title=f"Spot check: {Path(run_dir).name}",
+                                            key=meta.get("key", "")))
+    write_text_atomic(paths[2], json.dumps({**meta, "items": [asdict(it) for it in items]},
+                                           indent=2) + "\n")
+    return paths
+
+
+def sample_run(run_dir: str | os.PathLike, n: int = 100, judge: str | None = None,
+               seed: int = 0, truthfulqa: TruthfulQA | None = None) -> tuple[list[Path], dict]:
+    """Draw and write a spot-check sample of a run; returns (paths, summary)."""
+    path = check_run_dir(run_dir)
+    judge_id, verdicts = read_verdicts(path, judge)
+    items = draw_sample(load_answers(path), verdicts, truthfulqa, n, seed)
+    meta = {"n": len(items), "seed": seed, "judge_id": judge_id,
+            "stratified_by": ["cell_id"] + (["judge truthful verdict"] if verdicts else []),
+            "key": f"{path.resolve()}|{seed}|{len(items)}"}
+    paths = write_sample(path, items, meta)
+    cells = len({it.cell_id for it in items})
+    return paths, {"n": len(items), "cells": cells, "judge_id": judge_id}
+
+
+def _parse_value(value: str, where: str, column: str) -> str:
+    v = value.strip().lower()
+    if v == "":
+        return ""
+    if v in _TRUE:
+        return "yes"
+    if v in _FALSE:
+        return "no"
+    raise InputError(f"{where}: {column}={value.strip()[:20]!r} is not a label "
+                     "(use yes/no, true/false, or leave it blank)")
+
+
+def parse_labels_csv(text: str, origin: str, valid_ids: set[str]) -> dict[str, dict[str, str]]:
+    """{id: {"truthful": "yes"|"no"|"", "informative": …}}; InputError on the first problem."""
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in reader.fieldnames or []]
+    reader.fieldnames = header
+    if "id" not in header or not any(c in header for c in LABEL_COLUMNS):
+        raise InputError(f"{origin}: needs an 'id' column and a 'truthful' and/or 'informative' "
+                         f"column (found: {', '.join(header) or 'nothing'})")
+    labels: dict[str, dict[str, str]] = {}
+    first_line: dict[str, int] = {}
+    for row in reader:
+        where = f"{origin}:{reader.line_num}"
+        if None in row:
+            raise InputError(f"{where}: more fields than the header (check quoting)")
+        rid = (row.get("id") or "").strip()
+        if not rid:
+            raise InputError(f"{where}: empty id")
+        if rid not in valid_ids:
+            raise InputError(f"{where}: unknown id {rid[:60]!r} (not an answer of this run)")
+        if rid in labels:
+            raise InputError(f"{where}: duplicate id {rid[:60]!r} (first at line {first_line[rid]})")
+        first_line[rid] = reader.line_num
+        labels[rid] = {c: _parse_value(row.get(c) or "", where, c) for c in LABEL_COLUMNS}
+    return labels
+
+
+def read_human_labels(run_dir: str | os.PathLike) -> list[dict[str, str]]:
+    """The run's imported labels (RUN_DIR/labels/human.csv), or [] when none were imported."""
+    path = Path(run_dir) / HUMAN_LABELS
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def import_labels(run_dir: str | os.PathLike, labels_csv: str | os.PathLike) -> dict[str, int]:
+    """Validate ``labels_csv`` against the run and merge it into RUN_DIR/labels/human.csv."""
+    path = check_run_dir(run_dir)
+    src = Path(labels_csv)
+    if not src.is_file():
+        raise InputError(f"{src}: no such labels file")
+    try:
+        text = src.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{src}: not UTF-8 text (byte {err.start}); re-save it as UTF-8") from None
+    answers = {item_id(str(r["cell_id"]), int(r["question_id"])): r for r in load_answers(path)}
+    new = parse_labels_csv(text, str(src), set(answers))
+    new = {k: v for k, v in new.items() if any(v.values())}
+    weights = {}
+    design = path / "spotcheck" / "sample.json"
+    if design.is_file():
+        weights = {it["id"]: it["weight"] for it in json.loads(design.read_text())["items"]}
+    merged = {r["id"]: r for r in read_human_labels(path)}
+    updated = sum(1 for k in new if k in merged)
+    for rid, vals in new.items():
+        row = answers[rid]
+        merged[rid] = {"id": rid, "cell_id": str(row["cell_id"]),
+                       "question_id": str(row["question_id"]), **vals,
+                       "weight": str(weights.get(rid, merged.get(rid, {}).get("weight", "")))}
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, ["id", "cell_id", "question_id", *LABEL_COLUMNS, "weight"])
+    writer.writeheader()
+    for rid in sorted(merged):
+        writer.writerow(merged[rid])
+    write_text_atomic(path / HUMAN_LABELS, buf.getvalue())
+    return {"imported": len(new), "updated": updated, "total": len(merged)}

@@ -1,0 +1,70 @@
+"""``truthsteer spotcheck sample|import``: human spot checks of a run's answers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("spotcheck", help="label a sample of a run's answers by hand",
+                       description="Draw a stratified sample of a run's answers to label by "
+                       "hand (a CSV and a self-contained HTML page), then import the labels.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = actions.add_parser("sample", help="draw a sample; write RUN_DIR/spotcheck/",
+                           description="Stratified across configurations (cell_id) and, when "
+                           "the run has scores, across the judge's truthful verdicts.")
+    s.add_argument("run_dir", metavar="RUN_DIR")
+    s.add_argument("--n", type=int, default=100, help="items to draw (default 100)")
+    s.add_argument("--judge", default=None, metavar="J",
+                   help="stratify by this judge's verdicts (its id or scores file name); needed "
+                   "when several judges scored the run")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--truthfulqa", default=None, metavar="PATH",
+                   help="TruthfulQA.csv for the reference answers (default: the run's, "
+                   "$TRUTHSTEER_TRUTHFULQA, else the hub)")
+    s.set_defaults(func=run_sample)
+    i = actions.add_parser("import", help="validate and store labels with the run",
+                           description="Validate a labels CSV (id, truthful, informative) and "
+                           "merge it into RUN_DIR/labels/human.csv; nothing is written on error.")
+    i.add_argument("run_dir", metavar="RUN_DIR")
+    i.add_argument("labels", metavar="LABELS.csv")
+    i.set_defaults(func=run_import)
+
+
+def _truthfulqa_for(run_dir: Path, path: str | None):
+    from evals.runs import load_run_info
+    from evals.truthfulqa import ENV_VAR, load_truthfulqa
+
+    if path is None and not os.environ.get(ENV_VAR):
+        info = load_run_info(run_dir).get("truthfulqa")
+        origin = info.get("origin") if isinstance(info, dict) else info
+        if isinstance(origin, str) and Path(origin).is_file():
+            path = origin
+    return load_truthfulqa(path)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from evals.runs import check_run_dir
+    from evals.spotcheck import sample_run
+
+    run_dir = check_run_dir(args.run_dir)
+    tq = _truthfulqa_for(run_dir, args.truthfulqa)
+    paths, summary = sample_run(run_dir, n=args.n, judge=args.judge, seed=args.seed,
+                                truthfulqa=tq)
+    by = f", stratified by {summary['judge_id']}'s verdicts" if summary["judge_id"] else ""
+    print(f"Sampled {summary['n']} answers from {summary['cells']} configuration(s){by}.")
+    print(f"  label in a browser:  {paths[1]}")
+    print(f"  or in a spreadsheet: {paths[0]}")
+    print(f"then: truthsteer spotcheck import {args.run_dir} labels.csv")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from evals.spotcheck import HUMAN_LABELS, import_labels
+
+    summary = import_labels(args.run_dir, args.labels)
+    print(f"Imported {summary['imported']} labelled answer(s) ({summary['updated']} replaced "
+          f"earlier labels); {summary['total']} in {Path(args.run_dir) / HUMAN_LABELS}.")
+    return 0
