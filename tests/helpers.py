@@ -59,3 +59,20 @@ def tiny_llama(n_layers: int = 2, d_model: int = 64, n_heads: int = 4, n_kv_head
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg).eval()
     return LoadedModel("tiny-llama", model, tok, torch.device("cpu"), torch.float32, "random")
+
+
+def sparse_feature_activations(d_in: int = 32, n_features: int = 48, n: int = 60_000,
+                               p_active: float = 0.08, noise: float = 0.01, seed: int = 0):
+    """Planted sparse structure, as in the sparse-coding toy experiments.
+
+    Returns ``(directions [n_features, d_in] unit rows, x [n, d_in])`` where every row of x is a
+    non-negative combination of the directions (each active with probability ``p_active``,
+    coefficient uniform in [0, 1)) plus Gaussian noise of std ``noise``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    directions = torch.randn(n_features, d_in, generator=gen)
+    directions /= directions.norm(dim=1, keepdim=True)
+    active = torch.rand(n, n_features, generator=gen) < p_active
+    coefficients = torch.rand(n, n_features, generator=gen) * active
+    x = coefficients @ directions + noise * torch.randn(n, d_in, generator=gen)
+    return directions, x

@@ -1,0 +1,219 @@
+"""``truthsteer dict``: train, cache activations for, inspect and compare dictionaries (SAEs)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+from pathlib import Path
+
+from dictionaries.config import ARCHITECTURES, DictionaryConfigError
+
+
+def _expansions(values: list[str] | None) -> list[float]:
+    out = []
+    for value in values or ["2"]:
+        for part in value.split(","):
+            try:
+                out.append(float(part))
+            except ValueError:
+                raise DictionaryConfigError(f"--expansion {part!r} is not a number "
+                                            "(e.g. --expansion 1,2,4,8)") from None
+    return out
+
+
+def _add_model_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--model", required=required,
+                   help="model to run (hub id, HF folder, .gguf or smollm2-135m-instruct)")
+    p.add_argument("--corpus", help="HF dataset id, saved dataset folder, .txt or .jsonl")
+    p.add_argument("--text-column", default="text", help="text field of the corpus")
+    p.add_argument("--context-size", type=int, default=128, help="tokens per context incl. BOS")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("dict", help="train, inspect and compare dictionaries (SAEs)")
+    sub = parser.add_subparsers(dest="dict_command", required=True, metavar="SUBCOMMAND")
+
+    tr = sub.add_parser("train", help="train dictionaries from a model+corpus or activations")
+    tr.add_argument("--activations", help="safetensors file (tensor 'activations' [n, d_in]) "
+                    "or a folder of shard_*.safetensors")
+    tr.add_argument("--hook", help="hook to read, e.g. blocks.2.hook_resid_post")
+    _add_model_args(tr)
+    tr.add_argument("--expansion", action="append",
+                    help="d_sae / d_in; repeat or comma-list to train several (default 2)")
+    tr.add_argument("--architecture", default="relu", choices=ARCHITECTURES)
+    tr.add_argument("--l1", type=float, help="L1 coefficient (relu; default 5)")
+    tr.add_argument("--k", type=int, help="active features per token (topk/batchtopk; default 32)")
+    tr.add_argument("--tokens", type=int, help="training tokens (default 2,000,000)")
+    tr.add_argument("--batch-size", type=int, help="tokens per step (default 4096)")
+    tr.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    tr.add_argument("--eval-tokens", type=int, help="held-out tokens for metrics (default 65536)")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--out", required=True, help="output folder (one subfolder per dictionary)")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.set_defaults(func=run_train)
+
+    ac = sub.add_parser("activations", help="cache a model's activations to safetensors shards")
+    _add_model_args(ac, required=True)
+    ac.add_argument("--hook", required=True)
+    ac.add_argument("--tokens", type=int, required=True, help="how many activations to store")
+    ac.add_argument("--out", required=True, help="folder for shard_*.safetensors")
+    ac.set_defaults(func=run_activations)
+
+    ins = sub.add_parser("inspect", help="top/uniform examples, logit lens, ablated text")
+    ins.add_argument("dictionary", help="dictionary folder")
+    ins.add_argument("--feature", type=int, required=True)
+    _add_model_args(ins)
+    ins.add_argument("--contexts", type=int, default=256, help="corpus contexts to scan")
+    ins.add_argument("--top", type=int, default=10)
+    ins.add_argument("--per-bin", type=int, default=3)
+    ins.add_argument("--bin-width", type=float, default=1.0)
+    ins.add_argument("--remove-unused", type=int, default=0,
+                     help="project out this many highest-norm never-produced token directions")
+    ins.add_argument("--ablate", metavar="RANK", type=int, default=0,
+                     help="ablated text for the RANK-th top example (0 = the top one)")
+    ins.add_argument("--json", action="store_true", help="print JSON instead of text")
+    ins.set_defaults(func=run_inspect)
+
+    cmp_ = sub.add_parser("compare", help="mean max cosine similarity between two dictionaries")
+    cmp_.add_argument("a")
+    cmp_.add_argument("b")
+    cmp_.set_defaults(func=run_compare)
+
+
+def _load_bridge(args):
+    from harness.config import ModelConfig
+    from harness.models import load_model
+
+    return load_model(ModelConfig(name=args.model, device=args.device, dtype=args.dtype)).bridge
+
+
+def _activation_cfg(args, hook: str):
+    from dictionaries.config import ActivationConfig
+
+    return ActivationConfig(hook_name=hook, context_size=args.context_size,
+                            text_column=args.text_column, seed=getattr(args, "seed", 0))
+
+
+def run_train(args) -> int:
+    from dataclasses import replace
+
+    import torch
+
+    from dictionaries import activations as A
+    from dictionaries.config import DictionaryConfig, TrainConfig
+    from dictionaries.pipeline import train_and_save
+    from harness.config import resolve_device
+
+    overrides = {k: v for k, v in {"n_tokens": args.tokens, "batch_size": args.batch_size,
+                                   "lr": args.lr, "eval_tokens": args.eval_tokens}.items()
+                 if v is not None}
+    train_cfg = replace(TrainConfig(seed=args.seed), **overrides,
+                        device=str(resolve_device(args.device)))
+    dict_kw = {"architecture": args.architecture, "seed": args.seed}
+    if args.l1 is not None:
+        dict_kw["l1_coefficient"] = args.l1
+    if args.k is not None:
+        dict_kw["k"] = args.k
+    model = contexts_eval = None
+    if args.activations:
+        if args.model or args.corpus:
+            raise DictionaryConfigError("give either --activations or --model/--corpus, not both")
+        acts = A.load_activations(args.activations)
+        n_eval = min(train_cfg.eval_tokens, len(acts) // 10)
+        eval_acts, train_acts = acts[len(acts) - n_eval:], acts[: len(acts) - n_eval]
+        batches = A.tensor_batches(train_acts, train_cfg.batch_size, seed=args.seed)
+        d_in, model_name, hook = acts.shape[1], "", args.hook or ""
+        meta = {"dataset_path": str(args.activations)}
+    else:
+        if not (args.model and args.corpus and args.hook):
+            raise DictionaryConfigError("dict train needs --activations FILE, or --model, "
+                                        "--hook and --corpus")
+        cfg = _activation_cfg(args, args.hook)
+        model = _load_bridge(args)
+        contexts = A.iter_contexts(A.read_texts(args.corpus, cfg.text_column), model.tokenizer,
+                                   cfg.context_size)
+        n_eval_ctx = math.ceil(train_cfg.eval_tokens / (cfg.context_size - 1))
+        contexts_eval = list(itertools.islice(contexts, n_eval_ctx))
+        eval_acts = (torch.cat(list(A.stream_activations(model, contexts_eval, cfg)))
+                     if contexts_eval else None)
+        chunks = A.stream_activations(model, contexts, cfg)
+        batches = A.shuffle_batches(chunks, train_cfg.batch_size, cfg.buffer_tokens, args.seed)
+        d_in = int(eval_acts.shape[1]) if eval_acts is not None else int(model.cfg.d_model)
+        model_name, hook = args.model, args.hook
+        meta = {"dataset_path": str(args.corpus), "context_size": cfg.context_size}
+    cfgs = [DictionaryConfig.from_expansion(d_in, e, model_name=model_name, hook_name=hook,
+                                            **dict_kw) for e in _expansions(args.expansion)]
+    results = train_and_save(cfgs, batches, train_cfg, Path(args.out), eval_acts=eval_acts,
+                             metadata=meta, model=model, eval_contexts=contexts_eval,
+                             progress=not args.no_progress)
+    for name, summary in results.items():
+        ev = summary.get("eval", {})
+        parts = [f"{k}={ev[k]:.4g}" for k in ("fvu", "mse", "l0", "dead_fraction",
+                                               "loss_recovered") if k in ev]
+        print(f"{Path(args.out) / name}: {' '.join(parts)}")
+    return 0
+
+
+def run_activations(args) -> int:
+    from dictionaries import activations as A
+
+    if not args.corpus:
+        raise DictionaryConfigError("dict activations needs --corpus")
+    cfg = _activation_cfg(args, args.hook)
+    model = _load_bridge(args)
+    contexts = A.iter_contexts(A.read_texts(args.corpus, cfg.text_column), model.tokenizer,
+                               cfg.context_size)
+    shards = A.cache_activations(A.stream_activations(model, contexts, cfg), args.out,
+                                 args.tokens, metadata={"model_name": args.model,
+                                                        "hook_name": args.hook,
+                                                        "corpus": args.corpus,
+                                                        "context_size": cfg.context_size,
+                                                        "bos_excluded": True})
+    print(f"{args.out}: {len(shards)} shard(s)")
+    return 0
+
+
+def run_inspect(args) -> int:
+    from dictionaries.io import load_dictionary
+    from dictionaries.report import inspect_feature
+
+    sae = load_dictionary(args.dictionary)
+    if not 0 <= args.feature < sae.d_sae:
+        raise DictionaryConfigError(f"--feature {args.feature} is out of range "
+                                    f"(0..{sae.d_sae - 1})")
+    if args.model is None and sae.cfg.model_name:
+        args.model = sae.cfg.model_name
+    model = _load_bridge(args) if args.model else None
+    contexts = None
+    if model is not None and args.corpus:
+        from dictionaries import activations as A
+        contexts = A.corpus_contexts(args.corpus, model.tokenizer,
+                                     _activation_cfg(args, sae.cfg.hook_name or "x"),
+                                     args.contexts)
+    report = inspect_feature(sae, args.feature, model=model, contexts=contexts, top=args.top,
+                             per_bin=args.per_bin, bin_width=args.bin_width,
+                             remove_unused=args.remove_unused, ablate_rank=args.ablate)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        from dictionaries.report import format_report
+        print(format_report(report))
+    return 0
+
+
+def run_compare(args) -> int:
+    from dictionaries.io import load_dictionary
+    from dictionaries.metrics import mmcs_both_ways
+
+    a, b = load_dictionary(args.a), load_dictionary(args.b)
+    if a.d_in != b.d_in:
+        raise DictionaryConfigError(f"{args.a} (d_in={a.d_in}) and {args.b} (d_in={b.d_in}) "
+                                    "live in different spaces")
+    res = mmcs_both_ways(a.feature_directions(), b.feature_directions())
+    print(f"MMCS {args.a} -> {args.b} (each A feature's best match in B): {res['a_in_b']:.4f}")
+    print(f"MMCS {args.b} -> {args.a} (each B feature's best match in A): {res['b_in_a']:.4f}")
+    return 0
