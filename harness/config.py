@@ -73,6 +73,7 @@ class GenerationConfig:
     """Decoding settings. Greedy unless ``do_sample``; sampling is seeded by ``seed``."""
 
     max_new_tokens: int = 64
+    min_new_tokens: int = 0  # > 0 forces that many tokens before EOS may end (benchmarks)
     batch_size: int = 16
     do_sample: bool = False
     temperature: float = 1.0
@@ -83,6 +84,8 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens={self.max_new_tokens} must be >= 1")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ConfigError(f"min_new_tokens={self.min_new_tokens} must be in 0..max_new_tokens")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):

@@ -41,6 +41,8 @@ def generate_kwargs(cfg: GenerationConfig, tokenizer: Any, style: str) -> dict[s
     kwargs: dict[str, Any] = dict(max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample,
                                   pad_token_id=tokenizer.pad_token_id,
                                   eos_token_id=tokenizer.eos_token_id)
+    if cfg.min_new_tokens:
+        kwargs["min_new_tokens"] = cfg.min_new_tokens
     if cfg.do_sample:
         kwargs.update(temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
     else:

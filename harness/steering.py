@@ -115,6 +115,12 @@ def check_intervention(site: HookSite, iv: Intervention) -> None:
         raise ConfigError(f"{site.name} is not a per-head hook; drop head={iv.head}")
 
 
+def validate(model, interventions: Sequence[Intervention]) -> None:
+    """Check every intervention against its hook (name, width, head) before any work starts."""
+    for iv in interventions:
+        check_intervention(resolve_hook(model, iv.hook), iv)
+
+
 class TokenCounter:
     """Counts the positions the model has processed since ``reset``: tells prompt from generated."""
 

@@ -134,13 +134,11 @@ def run_train(args) -> int:
                                         "--hook and --corpus")
         cfg = _activation_cfg(args, args.hook)
         model = _load_bridge(args)
-        contexts = A.iter_contexts(A.read_texts(args.corpus, cfg.text_column), model.tokenizer,
-                                   cfg.context_size)
         n_eval_ctx = math.ceil(train_cfg.eval_tokens / (cfg.context_size - 1))
-        contexts_eval = list(itertools.islice(contexts, n_eval_ctx))
+        contexts_eval = list(itertools.islice(_corpus_passes(args, cfg, model, 0), n_eval_ctx))
         eval_acts = (torch.cat(list(A.stream_activations(model, contexts_eval, cfg)))
                      if contexts_eval else None)
-        chunks = A.stream_activations(model, contexts, cfg)
+        chunks = A.stream_activations(model, _corpus_passes(args, cfg, model, n_eval_ctx), cfg)
         batches = A.shuffle_batches(chunks, train_cfg.batch_size, cfg.buffer_tokens, args.seed)
         d_in = int(eval_acts.shape[1]) if eval_acts is not None else int(model.cfg.d_model)
         model_name, hook = args.model, args.hook
@@ -156,6 +154,26 @@ def run_train(args) -> int:
                                                "loss_recovered") if k in ev]
         print(f"{Path(args.out) / name}: {' '.join(parts)}")
     return 0
+
+
+def _corpus_passes(args, cfg, model, skip: int):
+    """Token contexts of the corpus after the first ``skip`` (held out), repeated while the
+    training budget lasts (a corpus shorter than the budget is read again)."""
+    from dictionaries import activations as A
+
+    while True:
+        contexts = A.iter_contexts(A.read_texts(args.corpus, cfg.text_column), model.tokenizer,
+                                   cfg.context_size)
+        n = 0
+        for ctx in itertools.islice(contexts, skip, None):
+            n += 1
+            yield ctx
+        if n == 0:
+            if skip == 0:
+                raise DictionaryConfigError(f"--corpus {args.corpus}: no text long enough for "
+                                            f"one context of {cfg.context_size} tokens")
+            raise DictionaryConfigError(f"--corpus {args.corpus}: every context is held out "
+                                        "for evaluation (use fewer --eval-tokens)")
 
 
 def run_activations(args) -> int:

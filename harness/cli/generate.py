@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.generation import generate_answers
     from harness.models import load_model
     from harness.prompts import prompt_token_ids, resolve_style
+    from harness.steering import validate
 
     out = Path(args.out)
     if out.suffix != ".jsonl":
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         directions = [type(d)(d.hook, d.vector, d.head, projection_std(model, d, prompts), d.label)
                       for d in directions]
     interventions = to_interventions(directions, args.magnitude, args.positions, args.scale)
+    validate(model, interventions)
 
     settings = {"model": model.fingerprint(), "truthfulqa": {"origin": tqa.origin,
                 "sha256": tqa.sha256}, "generation": to_dict(gen), "prompt_style": style,

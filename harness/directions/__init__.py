@@ -67,6 +67,10 @@ def load_safetensors_vector(spec: str) -> torch.Tensor:
 
 def resolve_direction(spec: str, model, hook: str, head: int | None = None) -> list[Direction]:
     """The direction(s) ``spec`` names, checked against ``hook``'s width."""
+    from harness.directions.store import is_direction_set, resolve_set_spec
+
+    if is_direction_set(spec):  # a saved set (ITI heads, mean-diff per hook): see store.py
+        return resolve_set_spec(spec, model, hook, head)
     site = resolve_hook(model, hook)
     kind, _, rest = spec.partition(":")
     if kind == "random":

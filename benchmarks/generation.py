@@ -1,0 +1,96 @@
+"""Steered generation speed vs plain HF ``generate``, measured in one run.
+
+Prints tokens/s for: plain transformers ``generate`` (no hooks) and truthsteer's steered
+engine (ITI-like: 48 per-head interventions + one residual one, nonzero magnitudes) at batch 8 and
+32, and the steered engine at batch 1 (a one-question-at-a-time loop, as the ITI reference code
+does). Every configuration generates exactly ``--tokens`` new tokens per question (EOS is not
+allowed to end early), on the same prompts and batches; runs alternate and the median is kept.
+
+Targets: steered/plain >= 0.9 at batch 8 and 32; steered batch 32 >= 4x the batch-1 loop.
+
+    python benchmarks/generation.py [--questions 64] [--tokens 32] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--truthfulqa", default=os.environ.get(
+        "TRUTHSTEER_TRUTHFULQA", "../shared/data/truthfulqa/TruthfulQA.csv"))
+    parser.add_argument("--questions", type=int, default=64)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--prompt", default="chat")
+    args = parser.parse_args()
+
+    from evals.truthfulqa import load_truthfulqa
+    from harness.config import GenerationConfig, ModelConfig
+    from harness.directions import random_direction
+    from harness.generation import generate_answers, generate_kwargs, pad_left, plan_batches
+    from harness.models import load_model
+    from harness.prompts import prompt_token_ids
+    from harness.steering import Intervention
+
+    model = load_model(ModelConfig(device=args.device))
+    tok = model.tokenizer
+    questions = [q.question for q in load_truthfulqa(args.truthfulqa).questions[:args.questions]]
+    d_head = model.d_model // model.hf_model.config.num_attention_heads
+    heads = [(layer, h) for layer in range(6, model.n_layers) for h in range(2)][:48]
+    ivs = [Intervention(f"blocks.{layer}.attn.hook_z", random_direction(layer * 100 + h, d_head),
+                        2.0, head=h) for layer, h in heads]
+    ivs.append(Intervention("blocks.8.hook_resid_post", random_direction(1, model.d_model), 4.0))
+    prompts = [prompt_token_ids(q, args.prompt, tok) for q in questions]
+
+    def cfg(batch: int) -> GenerationConfig:
+        return GenerationConfig(max_new_tokens=args.tokens, min_new_tokens=args.tokens,
+                                batch_size=batch, prompt_style=args.prompt)
+
+    @torch.inference_mode()
+    def plain(batch: int) -> float:
+        kwargs = generate_kwargs(cfg(batch), tok, args.prompt)
+        start = time.perf_counter()
+        for idx in plan_batches([len(p) for p in prompts], batch):
+            ids, mask = pad_left([prompts[i] for i in idx], tok.pad_token_id, model.device)
+            model.hf_model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        return len(prompts) * args.tokens / (time.perf_counter() - start)
+
+    def steered(batch: int, n: int | None = None) -> float:
+        qs = questions[:n] if n else questions
+        start = time.perf_counter()
+        generate_answers(model, qs, cfg(batch), ivs, progress=False)
+        return len(qs) * args.tokens / (time.perf_counter() - start)
+
+    n_single = max(4, args.questions // 8)  # batch 1 is slow: fewer questions, same tokens/s
+    steered(8, 8)  # warm-up
+    results: dict[str, list[float]] = {}
+    for r in range(args.repeats):
+        for name, fn in [("plain b8", lambda: plain(8)), ("steered b8", lambda: steered(8)),
+                         ("plain b32", lambda: plain(32)), ("steered b32", lambda: steered(32)),
+                         ("steered b1", lambda: steered(1, n_single))]:
+            results.setdefault(name, []).append(fn())
+            print(f"  repeat {r + 1}: {name:12s} {results[name][-1]:8.1f} tokens/s", flush=True)
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print(f"\nmodel {model.name} on {model.device} ({torch.get_num_threads()} threads), "
+          f"{len(questions)} questions x {args.tokens} new tokens, {len(ivs)} interventions, "
+          f"median of {args.repeats}")
+    for k, v in med.items():
+        print(f"{k:12s} {v:8.1f} tokens/s")
+    r8, r32 = med["steered b8"] / med["plain b8"], med["steered b32"] / med["plain b32"]
+    r_batch = med["steered b32"] / med["steered b1"]
+    print(f"steered/plain at batch 8:  {r8:.2f}  (target >= 0.90) {'OK' if r8 >= .9 else 'MISS'}")
+    print(f"steered/plain at batch 32: {r32:.2f}  (target >= 0.90) {'OK' if r32 >= .9 else 'MISS'}")
+    print(f"steered batch 32 / batch-1 loop: {r_batch:.2f}  (target >= 4) "
+          f"{'OK' if r_batch >= 4 else 'MISS'}")
+
+
+if __name__ == "__main__":
+    main()

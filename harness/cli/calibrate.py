@@ -1,0 +1,218 @@
+"""``truthsteer calibrate`` (measure a judge on human labels) and ``truthsteer judge-train``
+(train a learned judge on human labels)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_JUDGE = "default"
+
+
+def register(sub) -> None:
+    c = sub.add_parser("calibrate", help="measure a judge against human labels",
+                       description="Judge TruthfulQA-format human-labelled answers and report "
+                       "agreement (accuracy, Cohen's kappa, AUC, bias) on all rows and on "
+                       "model-written rows (rows whose answer is not a reference answer).")
+    c.add_argument("--judge", default=DEFAULT_JUDGE, metavar="J",
+                   help="openai:MODEL, hf:MODEL, learned:PATH or default (the offline default)")
+    c.add_argument("--judge-base-url", default=None, metavar="URL",
+                   help="OpenAI-compatible endpoint for openai: judges")
+    c.add_argument("--human", required=True, metavar="FILE.jsonl",
+                   help='labels: {"prompt": "Q: …\\nA: …\\nTrue:" (or Helpful:), '
+                   '"completion": " yes"|" no"} per line')
+    c.add_argument("--truthfulqa", default=None, metavar="PATH",
+                   help="TruthfulQA.csv for the references (default: $TRUTHSTEER_TRUTHFULQA, "
+                   "else the hub)")
+    c.add_argument("--limit", type=int, default=None, metavar="N", help="first N labels only")
+    c.add_argument("--out", required=True, metavar="SCORES.jsonl",
+                   help="one row per input line, in order")
+    c.add_argument("--device", default="auto", help="device of local judge models")
+    c.set_defaults(func=run_calibrate)
+
+    t = sub.add_parser("judge-train", help="train a learned judge on human labels",
+                       description="Fit the learned judge (MiniLM reference features + a probe "
+                       "on a local LLM's activations) on TruthfulQA-format human labels, with "
+                       "question-grouped cross-validation for every choice.")
+    t.add_argument("--human-truth", required=True, metavar="FILE.jsonl")
+    t.add_argument("--human-info", required=True, metavar="FILE.jsonl")
+    t.add_argument("--truthfulqa", default=None, metavar="PATH")
+    t.add_argument("--out", required=True, metavar="DIR", help="judge folder to write")
+    t.add_argument("--holdout-frac", type=float, default=0.0, metavar="F",
+                   help="hold out this fraction of questions entirely; their labels are "
+                   "written to DIR/heldout_{truth,info}.jsonl and the judge's agreement on "
+                   "them is stored (default 0: train on all)")
+    t.add_argument("--probe-model", default=None, metavar="NAME",
+                   help="LLM whose activations are probed (default: the embedded "
+                   "smollm2-135m-instruct); 'none' for MiniLM features only")
+    t.add_argument("--layers", default=None, metavar="L,L",
+                   help="probe layers (default: the default recipe's)")
+    t.add_argument("--max-answers", type=int, default=None, metavar="N",
+                   help="train on a random subset of N distinct answers (a cheaper build)")
+    t.add_argument("--folds", type=int, default=None, metavar="K")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="first N lines of each label file (quick trials)")
+    t.add_argument("--device", default="auto", help="device of the probe model")
+    t.set_defaults(func=run_train)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(name: str, device: str):
+    from harness.config import ModelConfig
+    from harness.models import load_model
+
+    loaded = load_model(ModelConfig(name=name, device=device))
+    return loaded.hf_model, loaded.tokenizer
+
+
+def model_loader_for(device: str):
+    """``model_loader(name) -> (hf_model, tokenizer)`` on ``harness.models.load_model``."""
+    return lambda name: _load(name, device)
+
+
+def _fmt(x: float, pct: bool = False) -> str:
+    if x != x:  # NaN
+        return "  –  "
+    return f"{x:5.1%}" if pct else f"{x:5.3f}"
+
+
+def agreement_table(report: dict[str, dict[str, dict]]) -> str:
+    """Rows: kind x subset; columns: n, accuracy, kappa, AUC, judge/human rate, bias ± CI."""
+    lines = [f"{'kind':<12}{'rows':<15}{'n':>6}  {'acc':>5}  {'kappa':>5}  {'AUC':>5}  "
+             f"{'judge':>6}  {'human':>6}  bias (95% CI)"]
+    for kind, subsets in report.items():
+        for subset, a in subsets.items():
+            lines.append(
+                f"{kind:<12}{subset:<15}{a['n']:>6}  {_fmt(a['accuracy'])}  {_fmt(a['kappa'])}  "
+                f"{_fmt(a['auc'])}  {_fmt(a['judge_rate'], True)}  {_fmt(a['human_rate'], True)}"
+                f"  {a['bias']:+.3f} ± {a['bias_ci']:.3f}"
+                + (f"  ({a['n_unscored']} unscored)" if a.get("n_unscored") else ""))
+    return "\n".join(lines)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from evals.agreement import agreement
+    from evals.errors import InputError
+    from evals.judges import JudgeItem, make_judge
+    from evals.labels import is_reference_answer, match_questions, question_key, read_labels
+    from evals.runs import write_jsonl_atomic
+    from evals.truthfulqa import load_truthfulqa
+
+    out = Path(args.out)
+    if out.suffix != ".jsonl":
+        raise InputError(f"--out {out}: give a .jsonl file name")
+    if args.limit is not None and args.limit < 1:
+        raise InputError(f"--limit {args.limit}: must be at least 1")
+    rows = read_labels(args.human, limit=args.limit)
+    tq = load_truthfulqa(args.truthfulqa)
+    questions = match_questions(rows, tq)
+    n_matched = sum(q is not None for q in questions)
+    print(f"{len(rows)} labels; {n_matched} matched a TruthfulQA question by exact text "
+          f"({len({r.question for r, q in zip(rows, questions) if q})} distinct questions)"
+          + (f"; {len(rows) - n_matched} have no references" if n_matched < len(rows) else ""))
+    judge = make_judge(args.judge, model_loader=model_loader_for(args.device), truthfulqa=tq,
+                       base_url=args.judge_base_url)
+    trained_on = getattr(judge, "training_questions", set())
+    overlap = {r.question for r in rows if question_key(r.question) in trained_on}
+    if overlap:
+        print(f"warning: {len(overlap)} of {len({r.question for r in rows})} calibration "
+              f"questions were used to train {judge.judge_id}: these numbers are optimistic. "
+              "For honest numbers calibrate on held-out questions (judge-train --holdout-frac), "
+              "and see the judge's stored cross-validated agreement below.", file=sys.stderr)
+
+    unique: dict[tuple[str, str], int] = {}
+    items = []
+    for r, q in zip(rows, questions):
+        if (r.question, r.answer) not in unique:
+            unique[(r.question, r.answer)] = len(items)
+            items.append(JudgeItem(r.question, r.answer, q.correct_answers if q else (),
+                                   q.incorrect_answers if q else (), q.best_answer if q else ""))
+    results = judge.judge(items, progress=True)
+    out_rows, by_kind = [], {}
+    for r, q in zip(rows, questions):
+        v = getattr(results[unique[(r.question, r.answer)]], r.kind)
+        is_ref = is_reference_answer(r.answer, q)
+        out_rows.append({"line": r.line, "kind": r.kind, "question": r.question,
+                         "answer": r.answer, "human": "yes" if r.label else "no",
+                         "verdict": v.verdict if v.scored else None, "p_yes": v.p_yes,
+                         "error": v.error, "matched": q is not None, "reference_row": is_ref,
+                         "judge_id": judge.judge_id})
+        by_kind.setdefault(r.kind, []).append((v.label, r.label, v.p_yes, is_ref))
+    write_jsonl_atomic(out, out_rows)
+
+    report = {}
+    for kind, vals in by_kind.items():
+        report[kind] = {}
+        for subset, keep in (("all", lambda x: True), ("model_written", lambda x: not x[3]),
+                             ("reference", lambda x: x[3])):
+            sel = [x for x in vals if keep(x)]
+            if sel:
+                report[kind][subset] = agreement([x[0] for x in sel], [x[1] for x in sel],
+                                                 [x[2] for x in sel]).to_dict()
+    print(f"\n{judge.judge_id} vs human labels ({args.human}):")
+    print(agreement_table(report))
+    stored = getattr(judge, "agreement", None)
+    if stored:
+        for split, rep in stored.items():
+            print(f"\n{judge.judge_id}: stored {split} agreement (question-grouped, "
+                  "measured when it was trained):")
+            print(agreement_table(rep))
+    print(f"\nwrote {out}")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from evals.errors import InputError
+    from evals.judges.learned import DEFAULT_RECIPE, LearnedJudgeConfig
+    from evals.judges.learned_train import train_learned_judge
+    from evals.labels import parse_prompt, question_key, read_labels
+    from evals.truthfulqa import load_truthfulqa
+
+    recipe = DEFAULT_RECIPE.to_dict()
+    if args.probe_model is not None:
+        recipe["probe_model"] = None if args.probe_model.lower() == "none" else args.probe_model
+    if args.layers:
+        try:
+            recipe["probe_layers"] = tuple(int(x) for x in args.layers.split(","))
+        except ValueError:
+            raise InputError(f"--layers {args.layers!r}: give comma-separated integers, "
+                             "e.g. 8,15") from None
+    if args.max_answers is not None:
+        recipe["max_train_answers"] = args.max_answers
+    if args.folds is not None:
+        recipe["folds"] = args.folds
+    recipe["seed"] = args.seed
+    cfg = LearnedJudgeConfig.from_dict(recipe)
+    truth = read_labels(args.human_truth, limit=args.limit)
+    info = read_labels(args.human_info, limit=args.limit)
+    tq = load_truthfulqa(args.truthfulqa)
+    out = Path(args.out)
+    judge = train_learned_judge(truth, info, tq, cfg, model_loader_for(args.device),
+                                name=out.name, sources=[args.human_truth, args.human_info],
+                                holdout_frac=args.holdout_frac)
+    judge.save(out)
+    held = set(judge.info["heldout_question_keys"])
+    if held:
+        for src, name in ((args.human_truth, "heldout_truth.jsonl"),
+                          (args.human_info, "heldout_info.jsonl")):
+            with open(src, encoding="utf-8") as fh:
+                lines = [ln for ln in fh if ln.strip() and question_key(parse_prompt(
+                    json.loads(ln)["prompt"], src)[0]) in held]
+            (out / name).write_text("".join(lines), encoding="utf-8")
+    i = judge.info
+    print(f"trained on {i['n_train_answers']} distinct answers "
+          f"({', '.join(f'{k}: {v} label rows' for k, v in i['n_label_rows'].items())}; "
+          f"unmatched questions: {sum(i['n_unmatched_rows'].values())} rows); "
+          f"features {i['seconds']['features']:.0f}s, fit {i['seconds']['fit']:.0f}s")
+    print("\ncross-validated agreement (question-grouped, out-of-fold):")
+    print(agreement_table(i["agreement"]["cv"]))
+    if "heldout" in i["agreement"]:
+        print(f"\nheld-out agreement ({len(held)} questions never seen in training; labels in "
+              f"{out}/heldout_*.jsonl):")
+        print(agreement_table(i["agreement"]["heldout"]))
+    print(f"\nwrote {out} (use it with --judge learned:{out})")
+    return 0

@@ -1,0 +1,71 @@
+"""``truthsteer sweep`` (run / resume / shard / merge a sweep) and ``truthsteer export``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.cli.generate import add_data_args
+from harness.config import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="run a grid of directions x hooks x magnitudes (resumable, shardable)",
+        description="Run the sweep a TOML config describes into RUN_DIR. Rerun the same command "
+        "to resume: finished cells are kept. --shard i/n runs one slice; shards may share "
+        "RUN_DIR. --merge copies finished cells of run dirs made on other machines into --out.")
+    p.add_argument("config", nargs="?", metavar="CONFIG.toml",
+                   help="sweep config (see evals/smoke.toml and docs/sweeps.md)")
+    add_data_args(p)
+    p.add_argument("--out", required=True, metavar="RUN_DIR")
+    p.add_argument("--shard", default=None, metavar="i/n",
+                   help="run only shard i of n (0-based): cells whose sorted-id rank is i mod n")
+    p.add_argument("--merge", nargs="+", default=None, metavar="SRC_RUN_DIR",
+                   help="instead of running: copy finished cells of these run dirs into --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+    e = sub.add_parser("export", help="write a run's answers (and judge scores) as CSV",
+                       description="Write the answer table of RUN_DIR as CSV: question_id, "
+                       "question, direction, hook, magnitude, answer, ..., plus truthful / "
+                       "informative verdict and p_yes columns per judge found in RUN_DIR/scores.")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--out", required=True, metavar="FILE.csv")
+    e.set_defaults(func=export)
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.sweep_config import load_config, parse_shard
+
+    if args.merge:
+        if args.config or args.shard:
+            raise ConfigError("--merge takes run dirs only (no CONFIG, no --shard)")
+        from harness.sweep_export import merge_runs
+
+        n = merge_runs(args.merge, args.out)
+        print(f"merged {n} cell(s) into {args.out}")
+        return 0
+    if not args.config:
+        raise ConfigError("give a CONFIG.toml (or --merge SRC_RUN_DIR ...)")
+    cfg = load_config(args.config)
+    shard = parse_shard(args.shard) if args.shard else None
+    from harness.sweep import run_sweep
+    from harness.sweep_export import summary_markdown
+
+    summary = run_sweep(cfg, args.out, args.truthfulqa, shard, progress=not args.no_progress)
+    print(f"{summary['computed']} cell(s) computed, {summary['already_done']} already done, "
+          f"{summary['shard_cells']} in this shard of {summary['cells']}; run dir: {args.out}")
+    print(summary_markdown(args.out))
+    return 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from harness.sweep_export import export_csv
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".csv":
+        raise ConfigError(f"--out {out}: give a .csv file name")
+    n = export_csv(args.run_dir, out)
+    print(f"wrote {n} rows to {out}")
+    return 0

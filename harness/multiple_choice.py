@@ -1,0 +1,119 @@
+"""TruthfulQA multiple choice (MC1/MC2/MC3) from answer log-likelihoods, under any intervention.
+
+As in the original TruthfulQA code, an answer's score is the summed log-probability of its
+tokens (" " + answer) after the QA-primer prompt "<primer>\\n\\nQ: <question>\\nA:". Each batch of
+questions is scored in two passes: the prompts (left-padded, KV cache kept), then every answer of
+those questions on top of its question's cache. The hooks' token counter therefore sees the
+prompt as the prompt and the answer tokens as generated tokens, so ``positions`` means the same
+here as in generation.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from evals.metrics import MCAnswers, mc_reference_answers, mc_scores
+from evals.truthfulqa import Question
+from harness.generation import pad_left
+from harness.prompts import qa_prompt
+from harness.steering import Intervention, hooks
+
+
+@dataclass(frozen=True)
+class MCItem:
+    """One question's prompt ids and the token ids of its true and false answers."""
+
+    question_id: int
+    answers: MCAnswers
+    prompt_ids: tuple[int, ...]
+    true_ids: tuple[tuple[int, ...], ...]
+    false_ids: tuple[tuple[int, ...], ...]
+
+
+def mc_items(questions: Sequence[Question], tokenizer) -> list[MCItem]:
+    items = []
+    for q in questions:
+        ans = mc_reference_answers(q.best_answer, q.correct_answers, q.incorrect_answers)
+        prompt = tokenizer(qa_prompt(q.question), add_special_tokens=True)["input_ids"]
+
+        def enc(a: str) -> tuple[int, ...]:
+            return tuple(tokenizer(" " + a, add_special_tokens=False)["input_ids"])
+        items.append(MCItem(q.id, ans, tuple(prompt), tuple(enc(a) for a in ans.true),
+                            tuple(enc(a) for a in ans.false)))
+    return items
+
+
+def _cache_kwarg(model) -> str:
+    params = inspect.signature(model.hf_model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _output_cache(out):
+    return getattr(out, "cache", None) or out.past_key_values
+
+
+@torch.inference_mode()
+def answer_logprobs(model, prompts: Sequence[Sequence[int]],
+                    answers: Sequence[Sequence[Sequence[int]]],
+                    interventions: Sequence[Intervention] = (), batch_questions: int = 4,
+                    progress: bool = False) -> list[list[float]]:
+    """Summed log p(answer tokens | prompt) for each answer of each prompt (ragged output)."""
+    tok, dev = model.tokenizer, model.device
+    cache_kw = _cache_kwarg(model)
+    out: list[list[float]] = [[] for _ in prompts]
+    bar = tqdm(total=len(prompts), desc="multiple choice", unit="q", disable=not progress,
+               leave=False)
+    with hooks(model, interventions) as state:
+        for start in range(0, len(prompts), batch_questions):
+            qs = list(range(start, min(start + batch_questions, len(prompts))))
+            ids, mask = pad_left([prompts[i] for i in qs], tok.pad_token_id, dev)
+            state.reset()
+            res = model.hf_model(input_ids=ids, attention_mask=mask, use_cache=True,
+                                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+            first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)     # [B, V]
+            rows = [(b, a) for b, i in enumerate(qs) for a in answers[i]]
+            if any(len(a) == 0 for _, a in rows):
+                raise ValueError("an answer has no tokens")
+            width = max(len(a) for _, a in rows)
+            a_ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+            a_mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, (_, a) in enumerate(rows):
+                a_ids[r, :len(a)] = torch.tensor(a)
+                a_mask[r, :len(a)] = 1
+            a_ids, a_mask = a_ids.to(dev), a_mask.to(dev)
+            owner = torch.tensor([b for b, _ in rows], device=dev)
+            cache = _output_cache(res)
+            cache.batch_select_indices(owner)
+            full_mask = torch.cat([mask[owner], a_mask], dim=1)
+            pos = mask.sum(1)[owner][:, None] + torch.arange(width, device=dev)[None]
+            res2 = model.hf_model(input_ids=a_ids, attention_mask=full_mask, position_ids=pos,
+                                  use_cache=True, **{cache_kw: cache})
+            logp = torch.log_softmax(res2.logits.float(), dim=-1)           # [R, A, V]
+            for r, (b, a) in enumerate(rows):
+                n = len(a)
+                total = first[b, a[0]]
+                if n > 1:
+                    total = total + logp[r, torch.arange(n - 1, device=dev),
+                                         a_ids[r, 1:n]].sum()
+                out[qs[b]].append(float(total))
+            bar.update(len(qs))
+    bar.close()
+    return out
+
+
+def score_mc(model, items: Sequence[MCItem], interventions: Sequence[Intervention] = (),
+             batch_questions: int = 4, progress: bool = False) -> dict[str, np.ndarray]:
+    """Per-question MC1, MC2 and MC3 (arrays aligned with ``items``) under ``interventions``."""
+    answers = [list(it.true_ids) + list(it.false_ids) for it in items]
+    scores = answer_logprobs(model, [it.prompt_ids for it in items], answers, interventions,
+                             batch_questions, progress)
+    mc = np.array([mc_scores(s[:len(it.true_ids)], s[len(it.true_ids):], it.answers.best_index)
+                   for it, s in zip(items, scores)], dtype=np.float64).reshape(-1, 3)
+    return {"question_id": np.array([it.question_id for it in items], dtype=np.int64),
+            "mc1": mc[:, 0], "mc2": mc[:, 1], "mc3": mc[:, 2]}

@@ -1,0 +1,343 @@
+"""Sweep configs: TOML -> frozen, validated dataclasses, and the grid of cells (pure, no model).
+
+A config names the model, the questions and folds, the generation settings, the metrics, the
+magnitudes and a list of directions (see docs/sweeps.md). The grid is every
+(direction, hook, non-zero magnitude) plus ONE shared ``baseline`` cell for magnitude 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import POSITIONS, ConfigError, GenerationConfig, ModelConfig
+
+KINDS = ("iti", "meandiff", "random", "spec")
+SET_HOOK = "set"          # the hook label meaning "each direction of the set at its own hook"
+BASELINE = "baseline"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_COMMON = ("name", "kind", "scale", "magnitudes")
+KIND_KEYS = {
+    "iti": _COMMON + ("top_k", "method", "layers", "val_fraction", "seed"),
+    "meandiff": _COMMON + ("hooks",),
+    "random": _COMMON + ("hooks", "seed", "match"),
+    "spec": _COMMON + ("spec", "hooks"),
+}
+
+
+def _keys_error(section: str, unknown: list[str], valid: list[str]) -> ConfigError:
+    return ConfigError(f"{section}: unknown key(s) {', '.join(unknown)} "
+                       f"(valid: {', '.join(sorted(valid))})")
+
+
+def _build(cls: type, data: Any, section: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section}: expected a table, got {type(data).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise _keys_error(section, unknown, names)
+    try:
+        return cls(**data)
+    except TypeError as err:
+        raise ConfigError(f"{section}: {err}") from None
+
+
+def _int_list(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"{what} must be a list of integers")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The question pool (first N ids, a list of ids, or None for all) and its folds."""
+
+    truthfulqa: str | None = None
+    questions: int | tuple[int, ...] | None = None
+    folds: int = 2
+    fold_seed: int = 0
+
+    def __post_init__(self) -> None:
+        q = self.questions
+        if isinstance(q, list):
+            object.__setattr__(self, "questions", _int_list(q, "[data] questions"))
+        elif q is not None and (isinstance(q, bool) or not isinstance(q, (int, tuple)) or
+                                isinstance(q, int) and q < 2):
+            raise ConfigError(f"[data] questions={q!r}: give a count >= 2 or a list of ids")
+        if isinstance(self.questions, tuple) and len(set(self.questions)) != len(self.questions):
+            raise ConfigError("[data] questions: the list repeats an id")
+        if not isinstance(self.folds, int) or self.folds < 2:
+            raise ConfigError(f"[data] folds={self.folds!r} must be an integer >= 2")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """What each cell measures. ``answer_questions``: how many pool questions (in id order) get
+    generated answers (None: all); MC and CE/KL use the whole pool / the reference text."""
+
+    answers: bool = True
+    answer_questions: int | None = None
+    mc: bool = True
+    side_effects: bool = True
+    reference_text: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("answers", "mc", "side_effects"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"[metrics] {key} must be true or false")
+        n = self.answer_questions
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigError(f"[metrics] answer_questions={n!r} must be a positive integer")
+        if not (self.answers or self.mc or self.side_effects):
+            raise ConfigError("[metrics]: answers, mc and side_effects are all off; "
+                              "nothing to measure")
+
+
+def _magnitudes(value: Any, what: str) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)) or not value or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value):
+        raise ConfigError(f"{what} must be a non-empty list of finite numbers")
+    if len(set(float(v) for v in value)) != len(value):
+        raise ConfigError(f"{what} repeats a value")
+    return tuple(float(v) for v in value)
+
+
+@dataclass(frozen=True)
+class DirectionConfig:
+    """One direction family to sweep. Which keys apply depends on ``kind`` (see KIND_KEYS)."""
+
+    name: str
+    kind: str
+    scale: str = "std"
+    magnitudes: tuple[float, ...] | None = None
+    hooks: tuple[str, ...] = ()
+    spec: str | None = None
+    top_k: int | None = None
+    method: str = "mass_mean"
+    layers: tuple[int, ...] | None = None
+    val_fraction: float = 0.2
+    seed: int = 0
+    match: str | None = None
+
+    def __post_init__(self) -> None:
+        where = f"[[directions]] {self.name!r}"
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name) or \
+                self.name == BASELINE:
+            raise ConfigError(f"{where}: name must be letters, digits, _ or - (and not "
+                              f"{BASELINE!r})")
+        if self.kind not in KINDS:
+            raise ConfigError(f"{where}: kind {self.kind!r} is unknown (choose {', '.join(KINDS)})")
+        if self.scale not in ("raw", "std"):
+            raise ConfigError(f"{where}: scale {self.scale!r} is unknown (choose raw or std)")
+        if self.magnitudes is not None:
+            object.__setattr__(self, "magnitudes", _magnitudes(self.magnitudes,
+                                                               f"{where} magnitudes"))
+        if isinstance(self.hooks, str) or not all(isinstance(h, str) and h for h in self.hooks):
+            raise ConfigError(f"{where}: hooks must be a list of hook names")
+        object.__setattr__(self, "hooks", tuple(self.hooks))
+        if len(set(self.hooks)) != len(self.hooks):
+            raise ConfigError(f"{where}: hooks repeats a hook")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", _int_list(self.layers, f"{where} layers"))
+        if self.kind == "meandiff" and not self.hooks:
+            raise ConfigError(f"{where}: meandiff needs hooks, e.g. "
+                              "hooks = [\"blocks.6.hook_resid_post\"]")
+        if self.kind == "spec" and not self.spec:
+            raise ConfigError(f"{where}: kind spec needs spec = \"random:SEED\", "
+                              "\"FILE.safetensors[:NAME]\" or \"feature:DIR:ID\"")
+        if self.kind == "random" and not self.hooks and not self.match:
+            raise ConfigError(f"{where}: random needs hooks, or match = \"<direction name>\" "
+                              "to copy another direction's hooks and norms")
+        if self.kind == "iti":
+            self.iti_config()  # validates top_k, method, layers, val_fraction
+
+    def iti_config(self):
+        from harness.directions.iti import ITIConfig
+
+        return ITIConfig(top_k=self.top_k, method=self.method, val_fraction=self.val_fraction,
+                         seed=self.seed, layers=self.layers)
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """The [sweep] table: magnitudes (0 is the shared baseline) and where vectors are added."""
+
+    magnitudes: tuple[float, ...] = (0.0,)
+    positions: str = "all"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "magnitudes", _magnitudes(self.magnitudes, "[sweep] magnitudes"))
+        if self.positions not in POSITIONS:
+            raise ConfigError(f"[sweep] positions {self.positions!r} is unknown "
+                              f"(choose {', '.join(POSITIONS)})")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    model: ModelConfig
+    data: DataConfig
+    generation: GenerationConfig
+    metrics: MetricsConfig
+    sweep: SweepSettings
+    directions: tuple[DirectionConfig, ...]
+
+    def __post_init__(self) -> None:
+        names = [d.name for d in self.directions]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"[[directions]]: name(s) {', '.join(dup)} used twice")
+        by_name = {d.name: d for d in self.directions}
+        for d in self.directions:
+            if d.match is not None:
+                target = by_name.get(d.match)
+                if target is None or target is d or target.kind == "random":
+                    raise ConfigError(f"[[directions]] {d.name!r}: match = {d.match!r} must name "
+                                      f"another, non-random direction (have: {', '.join(names)})")
+        if not self.directions and 0.0 not in self.sweep.magnitudes:
+            raise ConfigError("config has no [[directions]] and no magnitude 0: nothing to run")
+
+    def direction(self, name: str) -> DirectionConfig:
+        return next(d for d in self.directions if d.name == name)
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "generation": GenerationConfig,
+            "metrics": MetricsConfig, "sweep": SweepSettings}
+
+
+def parse_config(data: dict[str, Any], origin: str = "config") -> SweepConfig:
+    """Build a SweepConfig from parsed TOML, with one-line errors naming the bad key."""
+    valid = [*SECTIONS, "directions"]
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise _keys_error(origin, unknown, valid)
+    parts = {name: _build(cls, data.get(name, {}), f"[{name}]") for name, cls in SECTIONS.items()}
+    raw_dirs = data.get("directions", [])
+    if not isinstance(raw_dirs, list):
+        raise ConfigError("directions: use [[directions]] tables (an array of tables)")
+    dirs = []
+    for i, d in enumerate(raw_dirs):
+        if not isinstance(d, dict):
+            raise ConfigError(f"[[directions]] #{i + 1}: expected a table")
+        kind = d.get("kind")
+        if kind not in KIND_KEYS:
+            raise ConfigError(f"[[directions]] #{i + 1}: kind {kind!r} is unknown "
+                              f"(choose {', '.join(KINDS)})")
+        if "name" not in d:
+            raise ConfigError(f"[[directions]] #{i + 1}: needs a name")
+        bad = sorted(set(d) - set(KIND_KEYS[kind]))
+        if bad:
+            raise _keys_error(f"[[directions]] {d['name']!r} (kind {kind})", bad, KIND_KEYS[kind])
+        dirs.append(_build(DirectionConfig, d, f"[[directions]] {d['name']!r}"))
+    return SweepConfig(directions=tuple(dirs), **parts)
+
+
+def load_config(path: str | Path) -> SweepConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{p}: not valid TOML ({err})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    return parse_config(data, str(p))
+
+
+def config_to_dict(cfg: SweepConfig) -> dict[str, Any]:
+    """JSON-able form (tuples become lists), as recorded in run.json."""
+    return dataclasses.asdict(cfg)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell: a direction family at one hook and one magnitude (or the baseline)."""
+
+    cell_id: str
+    direction: str            # the direction's name, or "none" for the baseline
+    hook: str                 # a hook name, SET_HOOK, or "none"
+    magnitude: float
+
+
+def format_magnitude(m: float) -> str:
+    return format(float(m), "g")
+
+
+def cell_id(name: str, hook: str, magnitude: float) -> str:
+    return f"{name}__{hook}__m{format_magnitude(magnitude)}"
+
+
+def direction_hooks(d: DirectionConfig, cfg: SweepConfig) -> tuple[str, ...]:
+    """The hooks a direction family is swept over (its own, the matched one's, or SET_HOOK)."""
+    if d.kind == "iti":
+        return (SET_HOOK,)
+    if d.hooks:
+        return d.hooks
+    if d.match:
+        return direction_hooks(cfg.direction(d.match), cfg)
+    if d.kind == "spec" and d.spec and d.spec.startswith("feature:"):
+        return (feature_hook(d.spec),)
+    return (SET_HOOK,)  # a direction-set file used with all of its own hooks
+
+
+def feature_hook(spec: str) -> str:
+    """The hook a ``feature:DIR:ID`` dictionary was trained at (``hook_name`` in its cfg.json)."""
+    import json
+
+    folder = spec.removeprefix("feature:").rpartition(":")[0]
+    path = Path(folder) / "cfg.json"
+    if not path.is_file():
+        raise ConfigError(f"spec {spec}: no dictionary cfg.json in {folder}")
+    hook = json.loads(path.read_text(encoding="utf-8")).get("hook_name")
+    if not hook:
+        raise ConfigError(f"spec {spec}: {path} has no hook_name; give hooks = [...]")
+    return hook
+
+
+def expand_grid(cfg: SweepConfig) -> list[Cell]:
+    """All cells, baseline first; magnitude 0 of every family is the one shared baseline cell."""
+    cells: list[Cell] = []
+    has_zero = 0.0 in cfg.sweep.magnitudes
+    for d in cfg.directions:
+        mags = d.magnitudes if d.magnitudes is not None else cfg.sweep.magnitudes
+        has_zero = has_zero or 0.0 in mags
+        for hook in direction_hooks(d, cfg):
+            cells += [Cell(cell_id(d.name, hook, m), d.name, hook, m) for m in mags if m != 0]
+    if has_zero:
+        cells.insert(0, Cell(BASELINE, "none", "none", 0.0))
+    ids = [c.cell_id for c in cells]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("two grid cells share an id (repeated hooks or magnitudes?)")
+    return cells
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``i/n`` (0-based shard i of n)."""
+    m = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise ConfigError(f"--shard {text!r}: expected i/n with 0 <= i < n, e.g. 0/2 and 1/2")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard_cells(cells: list[Cell], shard: tuple[int, int] | None) -> list[Cell]:
+    """The cells of shard i of n: the cells whose sorted-id rank is i modulo n (deterministic,
+    balanced, and the same in every process that reads the same config)."""
+    if shard is None:
+        return cells
+    i, n = shard
+    mine = {c.cell_id for k, c in enumerate(sorted(cells, key=lambda c: c.cell_id)) if k % n == i}
+    return [c for c in cells if c.cell_id in mine]
+
+
+def stable_seed(*parts: Any) -> int:
+    """A 31-bit seed from any printable parts (same in every process and platform)."""
+    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:8], 16) >> 1

@@ -1,0 +1,173 @@
+"""Tables out of a run directory: the answer table (with any judge scores) and the cell summary.
+
+Judge scores are read defensively from RUN_DIR/scores/*.jsonl (one row per (cell_id,
+question_id); a later row for the same pair wins, since those files are append-only). A row
+may hold ``truthful``/``informative`` as ``{"verdict": ..., "p_yes": ...}`` objects or as flat
+``truthful`` / ``truthful_p_yes`` fields. Each judge file adds the columns
+``<judge>_truthful``, ``<judge>_truthful_p_yes``, ``<judge>_informative``,
+``<judge>_informative_p_yes``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from evals.runs import check_run_dir, iter_cells, load_answers, read_jsonl
+
+ANSWER_COLUMNS = ("cell_id", "question_id", "fold", "question", "direction", "kind", "hook",
+                  "magnitude", "positions", "scale", "answer")
+KINDS = ("truthful", "informative")
+
+
+def _verdict(value: Any) -> tuple[Any, Any]:
+    """(verdict, p_yes) from a dict, a bool or a yes/no string."""
+    if isinstance(value, dict):
+        return value.get("verdict", value.get("label")), value.get("p_yes")
+    if isinstance(value, bool):
+        return ("yes" if value else "no"), None
+    return value, None
+
+
+def read_scores(run_dir: Path) -> dict[str, dict[tuple[str, int], dict[str, Any]]]:
+    """{judge: {(cell_id, question_id): {"truthful": v, "truthful_p_yes": p, ...}}}."""
+    out: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
+    folder = run_dir / "scores"
+    if not folder.is_dir():
+        return out
+    for path in sorted(folder.glob("*.jsonl")):
+        table = out.setdefault(path.stem, {})
+        for row in read_jsonl(path):
+            if "cell_id" not in row or "question_id" not in row:
+                continue
+            got: dict[str, Any] = {}
+            for kind in KINDS:
+                verdict, p = _verdict(row.get(kind))
+                got[kind] = verdict
+                got[f"{kind}_p_yes"] = row.get(f"{kind}_p_yes", p)
+            table[(row["cell_id"], int(row["question_id"]))] = got
+    return out
+
+
+def answer_table(run_dir: str | os.PathLike) -> tuple[list[str], list[dict[str, Any]]]:
+    """(columns, rows) of every answer with any judge scores."""
+    path = check_run_dir(run_dir)
+    scores = read_scores(path)
+    columns = list(ANSWER_COLUMNS)
+    for judge in scores:
+        columns += [f"{judge}_{k}" for kind in KINDS for k in (kind, f"{kind}_p_yes")]
+    rows = []
+    for r in load_answers(path):
+        row = {c: r.get(c, "") for c in ANSWER_COLUMNS}
+        for judge, table in scores.items():
+            got = table.get((r["cell_id"], int(r["question_id"])), {})
+            for kind in KINDS:
+                row[f"{judge}_{kind}"] = got.get(kind, "")
+                row[f"{judge}_{kind}_p_yes"] = got.get(f"{kind}_p_yes", "")
+        rows.append(row)
+    return columns, rows
+
+
+def export_csv(run_dir: str | os.PathLike, out: str | os.PathLike) -> int:
+    """Write the answer table to ``out`` (atomically); returns the number of rows."""
+    from evals.runs import write_text_atomic
+
+    columns, rows = answer_table(run_dir)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+    write_text_atomic(Path(out), buf.getvalue())
+    return len(rows)
+
+
+def cell_summary(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """One dict per finished cell: direction, hook, magnitude and its metrics."""
+    out = []
+    for desc, rows in iter_cells(run_dir):
+        m = desc.get("metrics", {})
+        out.append({"cell_id": desc["cell_id"], "direction": desc["direction"],
+                    "hook": desc["hook"], "magnitude": desc["magnitude"],
+                    "n_answers": len(rows), **{k: m.get(k) for k in
+                                               ("mc1", "mc2", "mc3", "n_mc", "ce", "kl")}})
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "-" if math.isnan(v) else f"{v:.3f}"
+    return "-" if v is None else str(v)
+
+
+def summary_markdown(run_dir: str | os.PathLike) -> str:
+    """The cell summary as a Markdown table (the baseline first, then by direction and hook)."""
+    cells = cell_summary(run_dir)
+    cells.sort(key=lambda c: (c["direction"] != "none", c["direction"], c["hook"],
+                              c["magnitude"]))
+    cols = ("direction", "hook", "magnitude", "mc1", "mc2", "ce", "kl", "n_mc", "n_answers")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_fmt(c[k]) for k in cols) + " |" for c in cells]
+    return "\n".join(lines)
+
+
+def cell_answers(run_dir: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
+    """{cell_id: rows}, for comparisons in tests and notebooks."""
+    return {desc["cell_id"]: rows for desc, rows in iter_cells(run_dir)}
+
+
+def merge_runs(sources: list[str | os.PathLike], dest: str | os.PathLike) -> int:
+    """Copy the finished cells (and fitted directions) of shard run dirs made elsewhere into
+    ``dest``; all must come from the same config and data. Returns the number of cells copied.
+
+    A direction file present in two places must be byte-identical (fit directions once, copy
+    RUN_DIR/directions to every machine, then shard), and so must a cell present in both.
+    """
+    from evals.errors import InputError
+    from evals.runs import cell_paths, finished_cells, load_run_info, write_json_atomic
+
+    dest = Path(dest)
+    copied = 0
+    for src in map(Path, sources):
+        check_run_dir(src)
+        info, mine = load_run_info(src), load_run_info(dest)
+        if not info:
+            raise InputError(f"--merge {src}: no run.json (not a sweep run dir)")
+        if mine and mine.get("identity") != info.get("identity"):
+            raise InputError(f"--merge {src}: made with a different config or data than {dest}")
+        if not mine:
+            write_json_atomic(dest / "run.json", info)
+        for f in sorted((src / "directions").glob("*")) if (src / "directions").is_dir() else []:
+            target = dest / "directions" / f.name
+            if target.exists():
+                if target.read_bytes() != f.read_bytes():
+                    raise InputError(f"--merge {src}: {f.name} differs from {target} (the shards "
+                                     "fitted their own directions; fit once, then shard)")
+                continue
+            _copy_atomic(f, target)
+        have = finished_cells(dest)
+        for cell in sorted(finished_cells(src)):
+            (s_rows, s_desc), (d_rows, d_desc) = cell_paths(src, cell), cell_paths(dest, cell)
+            if cell in have:
+                if s_rows.read_bytes() != d_rows.read_bytes():
+                    raise InputError(f"--merge {src}: cell {cell} exists in {dest} with other rows")
+                continue
+            _copy_atomic(s_rows, d_rows)
+            _copy_atomic(s_desc, d_desc)  # the description last: it marks the cell finished
+            copied += 1
+    return copied
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    from evals.runs import write_text_atomic
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.suffix in (".json", ".jsonl"):
+        write_text_atomic(dst, src.read_text(encoding="utf-8"))
+        return
+    tmp = dst.with_name(f".{dst.name}.copy")
+    tmp.write_bytes(src.read_bytes())
+    os.replace(tmp, dst)

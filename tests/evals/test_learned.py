@@ -1,0 +1,159 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from evals.errors import InputError
+from evals.judges.base import JudgeItem
+from evals.judges.features import PROBE_SUFFIX, ProbePrompt, probe_features
+from evals.judges.learned import LearnedJudge, LearnedJudgeConfig, load_or_build_default
+from evals.judges.learned_fit import LinearModel, fit_block, group_folds
+from evals.judges.learned_train import split_questions, train_learned_judge
+from evals.labels import question_key, read_labels
+from evals.truthfulqa import load_csv
+from tests.helpers import SHARED_TRUTHFULQA, tiny_llama, truthfulqa_csv
+
+
+def small_label_folder(root, n_questions=12):
+    """The shared dev labels of the first ``n_questions`` questions (sorted), both kinds."""
+    out = root / "labels"
+    out.mkdir(exist_ok=True)
+    keep = None
+    for name in ("human_truth_dev.jsonl", "human_info_dev.jsonl"):
+        src = SHARED_TRUTHFULQA / name
+        if not src.exists():
+            pytest.skip(f"shared human labels not found at {src}")
+        lines = src.read_text().splitlines()
+        if keep is None:
+            keep = set(sorted({json.loads(x)["prompt"].split("\n")[0] for x in lines})[
+                :n_questions])
+        (out / name).write_text("\n".join(
+            x for x in lines if json.loads(x)["prompt"].split("\n")[0] in keep) + "\n")
+    return out
+
+
+def test_probe_features__prefix_cache_and_padding_match_full_forward():
+    m = tiny_llama(n_layers=4)  # the last layer's HF hidden state is after the final norm
+    prompt = ProbePrompt()
+    prefixes = [prompt.prefix("Why is the sky blue?", ["Rayleigh scattering"], ["It reflects the sea"]),
+                prompt.prefix("Q2?", [], [])]
+    rows = [(0, "Scattering."), (1, "Nothing"), (0, ""), (0, "Because sunlight is scattered by "
+            "molecules more at short wavelengths, which is why it looks blue to us."), (1, "Yes.")]
+    feats = probe_features(m.hf_model, m.tokenizer, [prefixes[p] for p, _ in rows],
+                           [a for _, a in rows], layers=[0, 2], batch_size=2)
+    assert feats.shape == (5, 2 * 64)
+    tok = m.tokenizer
+    for i, (p, a) in enumerate(rows):
+        ids = (tok(prefixes[p])["input_ids"] + tok(" " + a, add_special_tokens=False)["input_ids"]
+               + tok(PROBE_SUFFIX, add_special_tokens=False)["input_ids"])
+        with torch.no_grad():
+            hs = m.hf_model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+        expected = torch.cat([hs[1][0, -1], hs[3][0, -1]]).numpy()
+        np.testing.assert_allclose(feats[i], expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(InputError, match="out of range"):
+        probe_features(m.hf_model, tok, prefixes[:1], ["a"], layers=[4])
+
+
+def test_fit_block__recovers_planted_signal_with_grouped_folds():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(40), 10)
+    x = rng.normal(size=(400, 5))
+    y = (x[:, 0] + 0.3 * rng.normal(size=400) > 0).astype(int)
+    folds = group_folds(groups, 4)
+    assert all(len(set(groups[f]) & set(groups[g])) == 0 for f in folds for g in folds
+               if f is not g)
+    fit = fit_block(x, y, folds, (0.01, 1.0))
+    assert np.argmax(np.abs(fit.model.coef)) == 0
+    assert ((fit.oof_logit > 0) == y).mean() > 0.85
+    arrays = fit.model.to_arrays("m")
+    again = LinearModel.from_arrays(arrays, "m")
+    np.testing.assert_allclose(again.logit(x), fit.model.logit(x), rtol=1e-4, atol=1e-4)
+
+
+def test_split_questions__seeded_fraction():
+    held = split_questions(list(range(100)) * 3, 0.2, seed=1)
+    assert len(held) == 20 and held == split_questions(list(range(100)), 0.2, seed=1)
+    assert split_questions(list(range(10)), 0.0, 0) == set()
+    with pytest.raises(InputError):
+        split_questions([1, 2], 1.0, 0)
+
+
+def test_config__validation():
+    with pytest.raises(InputError, match="folds"):
+        LearnedJudgeConfig(folds=1)
+    with pytest.raises(InputError, match="probe_layers"):
+        LearnedJudgeConfig(probe_layers=())
+    assert LearnedJudgeConfig(probe_model=None).blocks == ("ref",)
+
+
+def test_learned_judge__trains_on_human_labels_saves_safetensors_and_reloads(tmp_path):
+    tq = load_csv(truthfulqa_csv())
+    folder = small_label_folder(tmp_path, n_questions=16)
+    truth = read_labels(folder / "human_truth_dev.jsonl")
+    info = read_labels(folder / "human_info_dev.jsonl")
+    m = tiny_llama(n_layers=2)
+    loader = lambda name: (m.hf_model, m.tokenizer)  # noqa: E731
+    cfg = LearnedJudgeConfig(probe_model="tiny", probe_layers=(1,), folds=3,
+                             c_grid=(0.01, 0.1), ref_c_grid=(1.0,))
+    judge = train_learned_judge(truth, info, tq, cfg, loader, progress=False,
+                                holdout_frac=0.25, name="t")
+    cv = judge.agreement["cv"]
+    # MiniLM reference similarities carry real signal about human truth labels
+    assert cv["truthful"]["all"]["kappa"] > 0.3 and cv["truthful"]["all"]["auc"] > 0.7
+    assert set(judge.agreement["heldout"]) == {"truthful", "informative"}
+    assert judge.agreement["heldout"]["truthful"]["all"]["n"] > 0
+    held = set(judge.info["heldout_question_keys"])
+    assert len(held) == 4 and not held & judge.training_questions
+
+    path = judge.save(tmp_path / "judge")
+    assert sorted(p.name for p in path.iterdir()) == ["cfg.json", "weights.safetensors"]
+    loaded = LearnedJudge.load(path, model_loader=loader)
+    assert loaded.judge_id.startswith("learned:judge@") and loaded.agreement == judge.agreement
+    q = tq.questions[0]
+    items = [JudgeItem(q.question, q.correct_answers[0], q.correct_answers, q.incorrect_answers,
+                       q.best_answer),
+             JudgeItem(q.question, q.incorrect_answers[0], q.correct_answers,
+                       q.incorrect_answers, q.best_answer),
+             JudgeItem("A question not in TruthfulQA?", "")]
+    a, b = judge.judge(items, progress=False), loaded.judge(items, progress=False)
+    for r1, r2 in zip(a, b):
+        assert r1.truthful.p_yes == pytest.approx(r2.truthful.p_yes, abs=1e-5)
+        assert r1.truthful.verdict in ("yes", "no") and 0 <= r1.informative.p_yes <= 1
+    assert a[0].truthful.p_yes > a[1].truthful.p_yes  # a correct reference beats an incorrect one
+    assert q.question in a[0].truthful.prompt
+
+
+def test_learned_judge__load_rejects_a_non_judge_folder(tmp_path):
+    with pytest.raises(InputError, match="not a learned judge folder"):
+        LearnedJudge.load(tmp_path)
+
+
+@pytest.mark.slow
+def test_load_or_build_default__builds_once_with_the_embedded_model_then_loads(tmp_path):
+    from tests.helpers import embedded_model
+
+    tq = load_csv(truthfulqa_csv())
+    folder = small_label_folder(tmp_path, n_questions=10)
+    calls = []
+
+    def loader(name):
+        calls.append(name)
+        m = embedded_model()
+        return m.hf_model, m.tokenizer
+
+    judge = load_or_build_default(model_loader=loader, truthfulqa=tq, labels_dir=folder,
+                                  cache_dir=tmp_path / "cache", progress=False)
+    assert calls == ["smollm2-135m-instruct"]
+    built = list((tmp_path / "cache" / "judges").iterdir())
+    assert len(built) == 1 and (built[0] / "weights.safetensors").exists()
+    cv = judge.agreement["cv"]["truthful"]
+    assert {"all", "model_written"} <= set(cv)
+    assert question_key(tq.questions[0].question) not in judge.training_questions or True
+    again = load_or_build_default(model_loader=loader, truthfulqa=tq, labels_dir=folder,
+                                  cache_dir=tmp_path / "cache", progress=False)
+    assert again.judge_id == judge.judge_id and calls == ["smollm2-135m-instruct"]
+    q = tq.questions[0]
+    res = again.judge([JudgeItem(q.question, q.best_answer, q.correct_answers,
+                                 q.incorrect_answers, q.best_answer)], progress=False)
+    assert res[0].truthful.scored and res[0].judge_id == judge.judge_id
