@@ -129,3 +129,16 @@ def test_hooks__bad_interventions_fail_fast_naming_the_fix(make, fragment):
 def test_intervention__non_finite_magnitude_is_rejected(bad):
     with pytest.raises(ConfigError, match="finite"):
         Intervention("blocks.0.hook_resid_post", torch.ones(4), bad)
+
+
+@pytest.mark.parametrize("name", ["blocks.1.hook_resid_pre", "blocks.1.hook_resid_post",
+                                  "blocks.0.hook_attn_out", "blocks.1.hook_mlp_out",
+                                  "blocks.1.attn.hook_z"])
+def test_resolve_hook__records_match_the_transformerlens_bridge(name):
+    """Our hook placement on the plain HF model sees what TransformerLens names ``name``."""
+    model = tiny_llama()
+    ids = torch.tensor([PROMPTS[0]])
+    with torch.inference_mode(), hooks(model, record=[name]) as state:
+        model.hf_model(ids)
+    _, cache = model.bridge.run_with_cache(ids, names_filter=lambda n: n == name)
+    torch.testing.assert_close(state.records[name][0], cache[name], atol=1e-5, rtol=1e-4)
