@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import math
 import time
 
@@ -176,3 +177,120 @@ def test_make_judge__named_key_variable_must_exist(monkeypatch):
         make_judge("openai:x", base_url="http://127.0.0.1:9/v1", api_key_env="MY_JUDGE_KEY")
     with pytest.raises(InputError, match="unknown judge"):
         make_judge("gpt4")
+
+
+# -- end to end through `truthsteer judge` ---------------------------------------------------
+
+
+def make_run(run_dir, n_questions: int = 5, cells=("base", "steered")) -> list[dict]:
+    """A run directory with answers to the first questions of the real TruthfulQA."""
+    from evals.runs import write_cell
+    from evals.truthfulqa import load_csv
+    from tests.helpers import truthfulqa_csv
+
+    tq = load_csv(truthfulqa_csv())
+    all_rows = []
+    for c, cell_id in enumerate(cells):
+        rows = [{"cell_id": cell_id, "question_id": q.id, "question": q.question,
+                 "answer": (q.best_answer + " [T]") if (q.id + c) % 2 else q.incorrect_answers[0]}
+                for q in tq.questions[:n_questions]]
+        write_cell(run_dir, cell_id, rows, {"cell_id": cell_id, "magnitude": float(c)})
+        all_rows += rows
+    return all_rows
+
+
+def all_text_under(*roots) -> str:
+    """Every byte under the given folders/files, decoded leniently (SQLite files included)."""
+    chunks = []
+    for root in roots:
+        paths = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        chunks += [p.read_bytes().decode("utf-8", "replace") for p in paths]
+    return "\n".join(chunks)
+
+
+def test_judge_cli__resumes_keeps_answers_and_never_leaks_the_key(tmp_path, monkeypatch,
+                                                                  capsys, caplog):
+    import hashlib
+    import logging
+
+    from harness.cli import main
+    from tests.helpers import truthfulqa_csv
+
+    caplog.set_level(logging.DEBUG)  # everything any library logs, openai and httpx included
+    monkeypatch.setenv("TRUTHSTEER_CACHE", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    answers = make_run(run_dir)
+    cells_before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                    for p in (run_dir / "cells").iterdir()}
+    # question 2's truthful verdicts fail 6 times (2 cells x 3 attempts), others see noise
+    faults = {("Question: " + answers[2]["question"], "truthful?"): ["500-echo"] * 6,
+              answers[1]["answer"]: ["500-echo", "malformed", "429"],
+              answers[3]["answer"]: ["timeout"]}
+    argv = ["judge", str(run_dir), "--judge", "openai:judge-model", "--max-retries", "2",
+            "--timeout", "1", "--truthfulqa", str(truthfulqa_csv()), "--no-progress",
+            "--price-per-1k-input", "0.5", "--price-per-1k-output", "1.5"]
+    with FaultServer(faults=faults, hang_s=2.0, retry_after="0") as server:
+        argv += ["--judge-base-url", server.base_url]
+        assert main(argv) == 0
+        first = capsys.readouterr()
+        n_first = len(server.received)
+        assert main(argv) == 0
+        second = capsys.readouterr()
+        n_second = len(server.received) - n_first
+        assert main(argv) == 0
+        third = capsys.readouterr()
+        n_third = len(server.received) - n_first - n_second
+        echoed = [r for r in server.received if r.fault == "500-echo"]
+        auth = [{k.lower(): v for k, v in r.headers.items()}.get("authorization") for r in echoed]
+        assert len(echoed) == 7 and set(auth) == {f"Bearer {FAKE_KEY}"}  # the key was echoed
+
+    scores = run_dir / "scores" / "openai_judge-model.jsonl"
+    rows = [json.loads(line) for line in scores.read_text().splitlines()]
+    after_first = rows[:10]
+    assert len(after_first) == 10 and len(rows) == 12  # rerun re-judged the 2 failures only
+    failed = [r for r in after_first if r["truthful"]["verdict"] == "unscored"]
+    assert {(r["cell_id"], r["question_id"]) for r in failed} == {("base", 2), ("steered", 2)}
+    assert all("HTTP 500 after 3 attempts" in r["truthful"]["error"] for r in failed)
+    assert all(r["informative"]["verdict"] != "unscored" for r in failed)
+    latest = load_scores_latest(scores)
+    assert all(r["truthful"]["verdict"] != "unscored" for r in latest.values())
+    expected = {(a["cell_id"], a["question_id"]): "yes" if "[T]" in a["answer"] else "no"
+                for a in answers}
+    assert {k: r["truthful"]["verdict"] for k, r in latest.items()} == expected
+    assert n_first == 10 * 2 + 2 * 2 + 3 + 1 and n_second == 2 and n_third == 0
+    assert "judging 10" in first.err and "judging 2" in second.err and "judging 0" in third.err
+    assert "cost $" in first.out and "base" in first.out and "steered" in first.out
+    runs = [json.loads(line) for line in (scores.with_name("openai_judge-model.runs.jsonl")
+                                          .read_text().splitlines())]
+    assert [r["judged"] for r in runs] == [10, 2, 0] and runs[0]["usage"]["prompt_tokens"] > 0
+    cells_after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                   for p in (run_dir / "cells").iterdir()}
+    assert cells_after == cells_before  # judging never touches the answers
+
+    everything = "\n".join([all_text_under(run_dir, tmp_path / "cache"), first.out, first.err,
+                            second.out, second.err, third.out, third.err, caplog.text])
+    assert (tmp_path / "cache" / "judge_cache.sqlite").exists()
+    assert "failed request" in everything or "HTTP 500" in everything
+    assert FAKE_KEY not in everything
+
+
+def load_scores_latest(path):
+    from evals.scores import load_scores
+
+    return load_scores(path)
+
+
+def test_judge_cli__rejected_key_exits_2_with_one_line_and_no_key(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+    from tests.helpers import truthfulqa_csv
+
+    monkeypatch.setenv("TRUTHSTEER_CACHE", str(tmp_path / "cache"))
+    make_run(tmp_path / "run", n_questions=2, cells=("c",))
+    with FaultServer(faults={"": ["401"] * 50}) as server:
+        code = main(["judge", str(tmp_path / "run"), "--judge", "openai:m", "--no-progress",
+                     "--judge-base-url", server.base_url, "--truthfulqa", str(truthfulqa_csv())])
+    out = capsys.readouterr()
+    assert code == 2
+    assert out.err.strip().splitlines()[-1].startswith("truthsteer judge: error: judge openai:m")
+    assert "HTTP 401" in out.err and "Traceback" not in out.err
+    assert FAKE_KEY not in out.err + out.out + all_text_under(tmp_path)
