@@ -67,17 +67,16 @@ def read_texts(source: str | Path, text_column: str = "text", split: str = "trai
 def _dataset_texts(path: Path, name: str, text_column: str, split: str) -> Iterator[str]:
     import datasets
 
-    if path.is_dir():
+    saved = any((path / f).exists() for f in ("state.json", "dataset_dict.json"))
+    if path.is_dir() and saved:  # written by Dataset(Dict).save_to_disk
         data = datasets.load_from_disk(str(path))
+    elif path.is_dir():  # a folder of data files: the same loader as a hub id
+        data = _load_dataset(datasets, str(path), name, split)
     elif name.startswith((".", "/", "~")) or path.suffix:
         raise FileNotFoundError(2, "no such file or dataset folder (give a .txt, .jsonl, a "
                                 "saved dataset folder or a hub id)", name)
     else:
-        try:
-            data = datasets.load_dataset(name, split=split, streaming=True)
-        except Exception as err:  # hub unreachable, unknown id, ...: a bad --corpus value
-            raise DictionaryConfigError(f"--corpus {name}: could not load dataset "
-                                        f"({str(err).splitlines()[0][:160]})") from None
+        data = _load_dataset(datasets, name, name, split)
     if isinstance(data, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         if split not in data:
             raise DictionaryConfigError(f"--corpus {name}: no split {split!r} "
@@ -89,6 +88,15 @@ def _dataset_texts(path: Path, name: str, text_column: str, split: str) -> Itera
                                     f"(columns: {', '.join(columns)}; set --text-column)")
     for row in data:
         yield str(row[text_column])
+
+
+def _load_dataset(datasets: Any, source: str, name: str, split: str) -> Any:
+    """``datasets.load_dataset`` streaming one split (hub ids and folders of data files)."""
+    try:
+        return datasets.load_dataset(source, split=split, streaming=True)
+    except Exception as err:  # hub unreachable, unknown id, ...: a bad --corpus value
+        raise DictionaryConfigError(f"--corpus {name}: could not load dataset "
+                                    f"({str(err).splitlines()[0][:160]})") from None
 
 
 def iter_contexts(texts: Iterable[str], tokenizer: Any, context_size: int) -> Iterator[torch.Tensor]:
