@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -74,22 +76,23 @@ def model_loader_for(device: str):
     return lambda name: _load(name, device)
 
 
-def _fmt(x: float, pct: bool = False) -> str:
-    if x != x:  # NaN
+def _fmt(x: float | None, pct: bool = False) -> str:
+    if x is None or math.isnan(x):
         return "  –  "
     return f"{x:5.1%}" if pct else f"{x:5.3f}"
 
 
 def agreement_table(report: dict[str, dict[str, dict]]) -> str:
     """Rows: kind x subset; columns: n, accuracy, kappa, AUC, judge/human rate, bias ± CI."""
-    lines = [f"{'kind':<12}{'rows':<15}{'n':>6}  {'acc':>5}  {'kappa':>5}  {'AUC':>5}  "
-             f"{'judge':>6}  {'human':>6}  bias (95% CI)"]
+    header = (f"{'kind':<12}{'rows':<15}{'n':>6}  {'acc':>5}  {'kappa':>5}  {'AUC':>5}  "
+              f"{'judge':>6}  {'human':>6}  bias (95% CI)")
+    lines = [header]
     for kind, subsets in report.items():
         for subset, a in subsets.items():
             lines.append(
                 f"{kind:<12}{subset:<15}{a['n']:>6}  {_fmt(a['accuracy'])}  {_fmt(a['kappa'])}  "
                 f"{_fmt(a['auc'])}  {_fmt(a['judge_rate'], True)}  {_fmt(a['human_rate'], True)}"
-                f"  {a['bias']:+.3f} ± {a['bias_ci']:.3f}"
+                f"  {_fmt(a['bias'])} ± {_fmt(a['bias_ci'])}"
                 + (f"  ({a['n_unscored']} unscored)" if a.get("n_unscored") else ""))
     return "\n".join(lines)
 
@@ -131,7 +134,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
             unique[(r.question, r.answer)] = len(items)
             items.append(JudgeItem(r.question, r.answer, q.correct_answers if q else (),
                                    q.incorrect_answers if q else (), q.best_answer if q else ""))
-    results = judge.judge(items, progress=True)
+    kinds = sorted({r.kind for r in rows}, key=("truthful", "informative").index)
+    extra = {"kinds": kinds} if "kinds" in inspect.signature(judge.judge).parameters else {}
+    results = judge.judge(items, progress=True, **extra)  # hf judges can skip the other kind
     out_rows, by_kind = [], {}
     for r, q in zip(rows, questions):
         v = getattr(results[unique[(r.question, r.answer)]], r.kind)

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 
 from evals.agreement import (
-    Z95, agreement, agreement_by_group, auc, cohen_kappa, confusion, corrected_rate,
-    corrected_rate_by_group, mean_ci,
+    Z95,
+    agreement,
+    agreement_by_group,
+    auc,
+    cohen_kappa,
+    confusion,
+    corrected_rate,
+    corrected_rate_by_group,
+    mean_ci,
 )
 
 

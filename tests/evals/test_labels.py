@@ -5,8 +5,14 @@ import pytest
 from evals import labels
 from evals.errors import InputError
 from evals.labels import (
-    default_label_files, find_label_files, is_reference_answer, match_questions, normalise,
-    parse_prompt, question_key, read_labels,
+    default_label_files,
+    find_label_files,
+    is_reference_answer,
+    match_questions,
+    normalise,
+    parse_prompt,
+    question_key,
+    read_labels,
 )
 from evals.truthfulqa import Question, TruthfulQA
 from tests.helpers import SHARED_TRUTHFULQA
@@ -89,8 +95,8 @@ def test_download_label_files__offline_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_read_labels__shared_dev_files_match_truthfulqa():
-    from tests.helpers import truthfulqa_csv
     from evals.truthfulqa import load_csv
+    from tests.helpers import truthfulqa_csv
 
     tq = load_csv(truthfulqa_csv())
     path = SHARED_TRUTHFULQA / "human_truth_dev.jsonl"

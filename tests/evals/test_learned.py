@@ -36,10 +36,11 @@ def small_label_folder(root, n_questions=12):
 def test_probe_features__prefix_cache_and_padding_match_full_forward():
     m = tiny_llama(n_layers=4)  # the last layer's HF hidden state is after the final norm
     prompt = ProbePrompt()
-    prefixes = [prompt.prefix("Why is the sky blue?", ["Rayleigh scattering"], ["It reflects the sea"]),
+    prefixes = [prompt.prefix("Why is the sky blue?", ["Rayleigh"], ["It reflects the sea"]),
                 prompt.prefix("Q2?", [], [])]
-    rows = [(0, "Scattering."), (1, "Nothing"), (0, ""), (0, "Because sunlight is scattered by "
-            "molecules more at short wavelengths, which is why it looks blue to us."), (1, "Yes.")]
+    long = ("Because sunlight is scattered by molecules more at short wavelengths, which is "
+            "why it looks blue to us.")
+    rows = [(0, "Scattering."), (1, "Nothing"), (0, ""), (0, long), (1, "Yes.")]
     feats = probe_features(m.hf_model, m.tokenizer, [prefixes[p] for p, _ in rows],
                            [a for _, a in rows], layers=[0, 2], batch_size=2)
     assert feats.shape == (5, 2 * 64)
@@ -93,7 +94,7 @@ def test_learned_judge__trains_on_human_labels_saves_safetensors_and_reloads(tmp
     truth = read_labels(folder / "human_truth_dev.jsonl")
     info = read_labels(folder / "human_info_dev.jsonl")
     m = tiny_llama(n_layers=2)
-    loader = lambda name: (m.hf_model, m.tokenizer)  # noqa: E731
+    loader = lambda name: (m.hf_model, m.tokenizer)
     cfg = LearnedJudgeConfig(probe_model="tiny", probe_layers=(1,), folds=3,
                              c_grid=(0.01, 0.1), ref_c_grid=(1.0,))
     judge = train_learned_judge(truth, info, tq, cfg, loader, progress=False,
@@ -109,7 +110,9 @@ def test_learned_judge__trains_on_human_labels_saves_safetensors_and_reloads(tmp
     path = judge.save(tmp_path / "judge")
     assert sorted(p.name for p in path.iterdir()) == ["cfg.json", "weights.safetensors"]
     loaded = LearnedJudge.load(path, model_loader=loader)
-    assert loaded.judge_id.startswith("learned:judge@") and loaded.agreement == judge.agreement
+    assert loaded.judge_id.startswith("learned:t@")
+    assert loaded.agreement["cv"]["truthful"]["all"]["kappa"] == pytest.approx(
+        cv["truthful"]["all"]["kappa"])
     q = tq.questions[0]
     items = [JudgeItem(q.question, q.correct_answers[0], q.correct_answers, q.incorrect_answers,
                        q.best_answer),

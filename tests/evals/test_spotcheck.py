@@ -7,7 +7,12 @@ import pytest
 from evals.errors import InputError
 from evals.runs import write_cell
 from evals.spotcheck import (
-    allocate, draw_sample, import_labels, parse_labels_csv, read_human_labels, read_verdicts,
+    allocate,
+    draw_sample,
+    import_labels,
+    parse_labels_csv,
+    read_human_labels,
+    read_verdicts,
     sample_run,
 )
 from evals.truthfulqa import Question, TruthfulQA

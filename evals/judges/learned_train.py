@@ -1,0 +1,154 @@
+"""Training a learned judge from TruthfulQA-format human labels (``truthsteer judge-train``).
+
+Rows are matched to TruthfulQA questions by exact text (unmatched rows are counted and left
+out: they have no references). Features are computed once per distinct (question, answer);
+every choice (regularisation of each block, the combiner) is made by question-grouped
+cross-validation, and the out-of-fold predictions give the agreement stored with the judge.
+With ``holdout_frac`` > 0 a fraction of the questions is held out entirely (never seen by any
+fit) and the judge's agreement on them is stored too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evals.errors import InputError
+from evals.judges.learned import (
+    KINDS,
+    Answer,
+    Featurizer,
+    LearnedJudge,
+    LearnedJudgeConfig,
+    predict,
+)
+from evals.judges.learned_fit import agreement_report, fit_block, fit_combiner, group_folds, sigmoid
+from evals.labels import LabelRow, is_reference_answer, match_questions, question_key
+from evals.truthfulqa import TruthfulQA
+
+
+def split_questions(question_ids: Sequence[int], holdout_frac: float, seed: int) -> set[int]:
+    """A seeded random set of ``holdout_frac`` of the distinct question ids (the held-out ones)."""
+    if not 0 <= holdout_frac < 1:
+        raise InputError(f"--holdout-frac {holdout_frac}: must be in [0, 1)")
+    uniq = sorted(set(question_ids))
+    rng = np.random.default_rng(seed)
+    n = round(holdout_frac * len(uniq))
+    return {int(q) for q in rng.choice(uniq, size=n, replace=False)} if n else set()
+
+
+def _file_info(path: str) -> dict[str, str]:
+    p = Path(path)
+    return {"name": p.name, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+
+
+def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[LabelRow],
+                        tq: TruthfulQA, cfg: LearnedJudgeConfig,
+                        model_loader: Callable | None = None, progress: bool = True,
+                        name: str = "learned", sources: Sequence[str] = (),
+                        holdout_frac: float = 0.0) -> LearnedJudge:
+    """Fit a judge on the labels; its ``info`` holds counts, choices and measured agreement."""
+    from tqdm.auto import tqdm
+
+    rows = {"truthful": list(truth_rows), "informative": list(info_rows)}
+    for kind, kind_rows in rows.items():
+        wrong = [r for r in kind_rows if r.kind != kind]
+        if wrong:
+            raise InputError(f"line {wrong[0].line}: a {wrong[0].kind} label where {kind} labels "
+                             "were expected (check --human-truth / --human-info)")
+    questions = {k: match_questions(v, tq) for k, v in rows.items()}
+    pair_index: dict[tuple[int, str], int] = {}
+    for kind in KINDS:
+        for r, q in zip(rows[kind], questions[kind]):
+            if q is not None:
+                pair_index.setdefault((q.id, r.answer), len(pair_index))
+    if not pair_index:
+        raise InputError("no label row's question matches a TruthfulQA question (check the "
+                         "label files and --truthfulqa)")
+    pairs = list(pair_index)
+    held = split_questions([q for q, _ in pairs], holdout_frac, cfg.seed)
+    train_pairs = [i for i, (q, _) in enumerate(pairs) if q not in held]
+    if cfg.max_train_answers is not None and len(train_pairs) > cfg.max_train_answers:
+        rng = np.random.default_rng(cfg.seed)
+        train_pairs = sorted(rng.choice(train_pairs, cfg.max_train_answers, replace=False).tolist())
+    keep = sorted(set(train_pairs) | {i for i, (q, _) in enumerate(pairs) if q in held})
+    position = {pair: j for j, pair in enumerate(keep)}
+    train_set = set(train_pairs)
+
+    started = time.perf_counter()
+    answers = []
+    for i in keep:
+        q = tq.questions[pairs[i][0]]
+        answers.append(Answer(q.question, pairs[i][1], q.correct_answers, q.incorrect_answers,
+                              q.best_answer))
+    featurizer = Featurizer(cfg, model_loader)
+    feats = featurizer(answers, progress=progress, desc="training the learned judge")
+    feature_s = time.perf_counter() - started
+
+    started = time.perf_counter()
+    models, info_kinds, cv_report, held_report = {}, {}, {}, {}
+    n_fits = len(KINDS) * (cfg.folds * (len(cfg.ref_c_grid) + (len(cfg.c_grid)
+                                        if "probe" in cfg.blocks else 0)) + len(cfg.blocks))
+    with tqdm(total=n_fits, desc="fitting (grouped CV)", unit="fit", disable=not progress) as bar:
+        for kind in KINDS:
+            sel = {"train": [], "held": []}
+            for r, q in zip(rows[kind], questions[kind]):
+                if q is None:
+                    continue
+                i = pair_index[(q.id, r.answer)]
+                if q.id in held:
+                    sel["held"].append((position[i], r.label, q.id, is_reference_answer(r.answer, q)))
+                elif i in train_set:
+                    sel["train"].append((position[i], r.label, q.id, is_reference_answer(r.answer, q)))
+            idx, y, groups, is_ref = (np.array(c) for c in zip(*sel["train"]))
+            y = y.astype(int)
+            folds = group_folds(groups, cfg.folds, cfg.seed)
+            fits = {}
+            for block in cfg.blocks:
+                grid = cfg.ref_c_grid if block == "ref" else cfg.c_grid
+                fits[block] = fit_block(feats[block][idx], y, folds, grid, tick=bar.update)
+                models[f"{kind}.{block}"] = fits[block].model
+            oof = np.stack([fits[b].oof_logit for b in cfg.blocks], axis=1)
+            models[f"{kind}.combiner"], cv_logit = fit_combiner(oof, y, folds)
+            cv_report[kind] = agreement_report(sigmoid(cv_logit), y, is_ref.astype(bool))
+            info_kinds[kind] = {
+                "n_train_rows": len(y), "n_train_questions": len(set(groups)),
+                "n_reference_rows": int(is_ref.sum()), "positive_rate": float(y.mean()),
+                "chosen_c": {b: fits[b].c for b in cfg.blocks},
+                "cv_log_loss": {b: {str(c): v for c, v in fits[b].cv_log_loss.items()}
+                                for b in cfg.blocks}}
+            if sel["held"]:
+                h_idx, h_y, _, h_ref = (np.array(c) for c in zip(*sel["held"]))
+                sub = {b: feats[b][h_idx] for b in cfg.blocks}
+                p = predict(models, sub, kind, cfg.blocks)
+                held_report[kind] = agreement_report(p, h_y.astype(int), h_ref.astype(bool))
+                info_kinds[kind]["n_heldout_rows"] = len(h_y)
+    fit_s = time.perf_counter() - started
+
+    agreement: dict[str, Any] = {"cv": cv_report}
+    if held_report:
+        agreement["heldout"] = held_report
+    train_q = sorted({pairs[i][0] for i in train_pairs})
+    info = {
+        "name": name,
+        "sources": [_file_info(s) for s in sources],
+        "truthfulqa": {"origin": tq.origin, "sha256": tq.sha256},
+        "n_label_rows": {k: len(v) for k, v in rows.items()},
+        "n_unmatched_rows": {k: sum(q is None for q in questions[k]) for k in KINDS},
+        "n_distinct_answers": len(pairs), "n_train_answers": len(train_pairs),
+        "holdout_frac": holdout_frac,
+        "kinds": info_kinds, "agreement": agreement,
+        "reference_rows": "a row whose answer equals one of its question's reference answers "
+                          "(normalised) is a reference row; all others are model-written",
+        "train_question_keys": [question_key(tq.questions[q].question) for q in train_q],
+        "heldout_question_keys": sorted(question_key(tq.questions[q].question) for q in held),
+        "seconds": {"features": round(feature_s, 1), "fit": round(fit_s, 1)},
+    }
+    judge = LearnedJudge(cfg, models, info, model_loader, name=name)
+    judge.featurize = featurizer  # reuse the models already loaded
+    return judge
