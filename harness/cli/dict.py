@@ -78,6 +78,14 @@ def register(subparsers) -> None:
     ins.add_argument("--json", action="store_true", help="print JSON instead of text")
     ins.set_defaults(func=run_inspect)
 
+    ev = sub.add_parser("evaluate", help="FVU, L0, dead share and loss recovered on a corpus")
+    ev.add_argument("dictionaries", nargs="+", help="dictionary folders (same hook)")
+    _add_model_args(ev, required=True)
+    ev.add_argument("--contexts", type=int, default=64, help="held-out contexts to use")
+    ev.add_argument("--skip-contexts", type=int, default=0,
+                    help="skip this many corpus contexts first (e.g. those trained on)")
+    ev.set_defaults(func=run_evaluate)
+
     cmp_ = sub.add_parser("compare", help="mean max cosine similarity between two dictionaries")
     cmp_.add_argument("a")
     cmp_.add_argument("b")
@@ -220,6 +228,40 @@ def run_inspect(args) -> int:
     else:
         from dictionaries.report import format_report
         print(format_report(report))
+    return 0
+
+
+def run_evaluate(args) -> int:
+    import torch
+
+    from dictionaries import activations as A
+    from dictionaries.evaluate import reconstruction_report, spliced_losses
+    from dictionaries.io import load_dictionary
+
+    if not args.corpus:
+        raise DictionaryConfigError("dict evaluate needs --corpus")
+    saes = [load_dictionary(d) for d in args.dictionaries]
+    hooks = {s.cfg.hook_name for s in saes}
+    if len(hooks) != 1 or not next(iter(hooks)):
+        raise DictionaryConfigError(f"dictionaries must share one recorded hook (got {hooks})")
+    cfg = _activation_cfg(args, hooks.pop())
+    model = _load_bridge(args)
+    contexts = list(itertools.islice(A.iter_contexts(
+        A.read_texts(args.corpus, cfg.text_column), model.tokenizer, cfg.context_size),
+        args.skip_contexts, args.skip_contexts + args.contexts))
+    if not contexts:
+        raise DictionaryConfigError(f"--corpus {args.corpus}: no contexts left after skipping "
+                                    f"{args.skip_contexts}")
+    acts = torch.cat(list(A.stream_activations(model, contexts, cfg)))
+    for folder, sae in zip(args.dictionaries, saes):
+        report = {**reconstruction_report(sae, acts),
+                  **spliced_losses(model, sae, contexts, cfg.hook_name),
+                  "n_contexts": len(contexts), "skip_contexts": args.skip_contexts,
+                  "corpus": str(args.corpus)}
+        (Path(folder) / "eval.json").write_text(json.dumps(report, indent=2))
+        print(f"{folder}: " + " ".join(
+            f"{k}={report[k]:.4g}" for k in ("fvu", "l0", "dead_fraction", "ce_clean",
+                                             "ce_spliced", "ce_zero", "loss_recovered")))
     return 0
 
 

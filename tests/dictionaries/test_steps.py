@@ -63,3 +63,22 @@ def test_remove_parallel_grad__leaves_only_orthogonal_part():
     remove_parallel_grad(sae)
     dots = (sae.W_dec.grad * sae.W_dec.detach()).sum(dim=1)
     torch.testing.assert_close(dots, torch.zeros(10), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["relu", "topk", "batchtopk"])
+def test_compute_grads__sparse_path_equals_dense_path(arch):
+    torch.manual_seed(1)
+    sae = Dictionary(DictionaryConfig(d_in=12, d_sae=40, architecture=arch, k=2)).double()
+    with torch.no_grad():
+        sae.W_dec.mul_(torch.rand(40, 1, dtype=torch.double) + 0.5)
+        sae.b_dec.normal_()
+        sae.b_enc.normal_(-1.0, 0.3)  # sparse activations, as after training
+    x = torch.randn(32, 12, dtype=torch.double)
+    dense = compute_grads(sae, x, 0.3, None, sparse=False)
+    grads = {n: p.grad.clone() for n, p in sae.named_parameters() if p.grad is not None}
+    sparse = compute_grads(sae, x, 0.3, None, sparse=True)
+    assert sparse.mse == pytest.approx(dense.mse) and sparse.l0 == dense.l0
+    assert sparse.sparsity == pytest.approx(dense.sparsity)
+    assert torch.equal(sparse.fired, dense.fired)
+    for name, g in grads.items():
+        torch.testing.assert_close(getattr(sae, name).grad, g, rtol=1e-10, atol=1e-12)
