@@ -182,7 +182,8 @@ class HFJudge:
         return f"HFJudge({self.judge_id!r}, prompt={self.cfg.prompt!r})"
 
     def model_for(self, kind: Kind) -> str:
-        return self.cfg.info_model if kind == "informative" and self.cfg.info_model else self.cfg.model
+        info = kind == "informative" and self.cfg.info_model
+        return self.cfg.info_model if info else self.cfg.model
 
     def scorer(self, name: str) -> _Scorer:
         if name not in self._scorers:
@@ -205,7 +206,8 @@ class HFJudge:
                 if kind in kinds:
                     verdicts[kind] = self._judge_kind(items, kind, bar)
                 else:
-                    verdicts[kind] = [Verdict("unscored", None, "", "", "not requested")] * len(items)
+                    skipped = Verdict("unscored", None, "", "", "not requested")
+                    verdicts[kind] = [skipped] * len(items)
         return [JudgeResult(t, i, self.judge_id, self.prompt_version, {})
                 for t, i in zip(verdicts["truthful"], verdicts["informative"])]
 

@@ -33,8 +33,17 @@ from dataclasses import dataclass
 from evals.cache import JudgeCache, cache_key
 from evals.errors import InputError
 from evals.judges.base import JudgeItem, JudgeResult, Kind, Verdict
-from evals.judges.prompts import (KINDS, VERSIONS, build_prompt, check_style, parse_yes_no,
-                                  p_yes_from_top_logprobs, yes_no_token)
+from evals.judges.prompts import (
+    KINDS,
+    VERSIONS,
+    build_prompt,
+    chat_logprob_positions,
+    check_style,
+    completion_logprob_positions,
+    p_yes_from_top_logprobs,
+    parse_yes_no,
+    yes_no_token,
+)
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 RETRY_STATUS = {408, 409, 429}
@@ -138,14 +147,17 @@ class OpenAIJudge:
         return f"OpenAIJudge({self.judge_id!r}, base_url={self.cfg.base_url!r})"
 
     def model_for(self, kind: Kind) -> str:
-        return self.cfg.info_model if kind == "informative" and self.cfg.info_model else self.cfg.model
+        info = kind == "informative" and self.cfg.info_model
+        return self.cfg.info_model if info else self.cfg.model
 
     # -- public API -------------------------------------------------------------------------
 
     def judge(self, items: Sequence[JudgeItem], progress: bool = True,
-              on_result: ResultCallback | None = None) -> list[JudgeResult]:
-        """Score ``items`` in order; ``on_result(index, result)`` is called as each finishes."""
-        coro = self.ajudge(items, progress=progress, on_result=on_result)
+              on_result: ResultCallback | None = None,
+              kinds: Sequence[Kind] = KINDS) -> list[JudgeResult]:
+        """Score ``items`` in order; ``on_result(index, result)`` is called as each finishes.
+        ``kinds`` may name one kind only (the other is ``unscored``, error "not requested")."""
+        coro = self.ajudge(items, progress=progress, on_result=on_result, kinds=kinds)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -166,7 +178,8 @@ class OpenAIJudge:
         return box["value"]  # type: ignore[return-value]
 
     async def ajudge(self, items: Sequence[JudgeItem], progress: bool = True,
-                     on_result: ResultCallback | None = None) -> list[JudgeResult]:
+                     on_result: ResultCallback | None = None,
+                     kinds: Sequence[Kind] = KINDS) -> list[JudgeResult]:
         import openai
         from tqdm.auto import tqdm
 
@@ -184,11 +197,12 @@ class OpenAIJudge:
             if on_result is not None:
                 on_result(i, res)
 
+        skipped = Verdict("unscored", None, "", "", "not requested")
         pending: list[int] = []
         for i, item in enumerate(items):  # answer from the cache first: no network needed
-            cached = [self._from_cache(item, kind) for kind in KINDS]
+            cached = [self._from_cache(item, kind) if kind in kinds else skipped for kind in KINDS]
             if all(c is not None for c in cached):
-                finish(i, self._result(cached[0], cached[1], {"cache_hits": 2}))
+                finish(i, self._result(cached[0], cached[1], {"cache_hits": len(kinds)}))
             else:
                 pending.append(i)
 
@@ -206,6 +220,7 @@ class OpenAIJudge:
                 except asyncio.QueueEmpty:
                     return
                 outs = await asyncio.gather(*(self._judge_one(client, sem, items[i], k)
+                                              if k in kinds else _constant(skipped)
                                               for k in KINDS))
                 usage: dict[str, int] = {}
                 for _, u in outs:
@@ -227,7 +242,8 @@ class OpenAIJudge:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _result(self, truthful: Verdict, informative: Verdict, usage: dict[str, int]) -> JudgeResult:
+    def _result(self, truthful: Verdict, informative: Verdict,
+                usage: dict[str, int]) -> JudgeResult:
         return JudgeResult(truthful, informative, self.judge_id, self.prompt_version, usage)
 
     def _key_for(self, item: JudgeItem, kind: Kind) -> str:
@@ -294,7 +310,7 @@ class OpenAIJudge:
                     usage["prompt_tokens"] += n_in
                     usage["completion_tokens"] += n_out
                     return verdict, usage, True
-                except MalformedReply as err:
+                except (MalformedReply, openai.APIResponseValidationError, UnicodeError) as err:
                     malformed += 1
                     if malformed > self.cfg.max_malformed_retries:
                         return self._unscored(prompt, f"malformed response after {malformed} "
@@ -326,10 +342,12 @@ class OpenAIJudge:
                         wait = self._backoff(attempt)
                     attempt += 1
                 except openai.APIConnectionError as err:  # includes APITimeoutError
-                    what = "timeout" if isinstance(err, openai.APITimeoutError) else "connection error"
+                    timeout = isinstance(err, openai.APITimeoutError)
+                    what = "timeout" if timeout else "connection error"
                     if attempt >= self.cfg.max_retries:
+                        detail = scrub(str(err), self._secrets)[:200]
                         return self._unscored(prompt, f"{what} after {attempt + 1} attempts: "
-                                              f"{scrub(str(err), self._secrets)[:200]}"), usage, False
+                                              f"{detail}"), usage, False
                     wait = self._backoff(attempt)
                     attempt += 1
             usage["retries"] += 1
@@ -352,10 +370,10 @@ class OpenAIJudge:
         choice = choices[0]
         if self.cfg.prompt == "gpt-judge":
             text = choice.get("text")
-            positions = _completion_positions(choice.get("logprobs"))
+            positions = completion_logprob_positions(choice.get("logprobs"))
         else:
             text = (choice.get("message") or {}).get("content")
-            positions = _chat_positions(choice.get("logprobs"))
+            positions = chat_logprob_positions(choice.get("logprobs"))
         if not isinstance(text, str):
             raise MalformedReply("the first choice has no text")
         raw = scrub(text, self._secrets)
@@ -373,23 +391,5 @@ class OpenAIJudge:
         return Verdict(word, p_yes, prompt, raw), n_in, n_out
 
 
-def _chat_positions(logprobs) -> list[tuple[str, list[tuple[str, float]]]]:
-    """[(token, [(alternative, logprob), ...]), ...] from a chat completion's logprobs."""
-    content = (logprobs or {}).get("content") if isinstance(logprobs, dict) else None
-    out = []
-    for pos in content or []:
-        if isinstance(pos, dict) and isinstance(pos.get("token"), str):
-            top = [(t.get("token", ""), t.get("logprob")) for t in pos.get("top_logprobs") or []
-                   if isinstance(t, dict)]
-            out.append((pos["token"], top))
-    return out
-
-
-def _completion_positions(logprobs) -> list[tuple[str, list[tuple[str, float]]]]:
-    """The same from a legacy completion's ``{"tokens": [...], "top_logprobs": [{...}]}``."""
-    if not isinstance(logprobs, dict):
-        return []
-    tokens = logprobs.get("tokens") or []
-    tops = logprobs.get("top_logprobs") or []
-    return [(tok, list(top.items()) if isinstance(top, dict) else [])
-            for tok, top in zip(tokens, tops) if isinstance(tok, str)]
+async def _constant(verdict: Verdict) -> tuple[Verdict, dict[str, int]]:
+    return verdict, {}

@@ -78,7 +78,9 @@ def ref_aware_prompt(item: JudgeItem, kind: Kind) -> str:
     if kind == "informative":
         return _INFORMATIVE_TEMPLATE.format(question=item.question.strip(),
                                             answer=item.answer.strip())
-    correct = (item.best_answer, *item.correct_answers) if item.best_answer else item.correct_answers
+    correct = item.correct_answers
+    if item.best_answer:
+        correct = (item.best_answer, *correct)
     return _TRUTHFUL_TEMPLATE.format(question=item.question.strip(), answer=item.answer.strip(),
                                      correct=_bullets(correct),
                                      incorrect=_bullets(item.incorrect_answers))
@@ -121,3 +123,25 @@ def p_yes_from_top_logprobs(top: Mapping[str, float] | Iterable[tuple[str, float
             mass[word] += math.exp(logprob)
     total = mass["yes"] + mass["no"]
     return mass["yes"] / total if total > 0 else None
+
+
+def chat_logprob_positions(logprobs) -> list[tuple[str, list[tuple[str, float]]]]:
+    """[(token, [(alternative, logprob), ...]), ...] from a chat completion's logprobs."""
+    content = (logprobs or {}).get("content") if isinstance(logprobs, dict) else None
+    out = []
+    for pos in content or []:
+        if isinstance(pos, dict) and isinstance(pos.get("token"), str):
+            top = [(t.get("token", ""), t.get("logprob")) for t in pos.get("top_logprobs") or []
+                   if isinstance(t, dict)]
+            out.append((pos["token"], top))
+    return out
+
+
+def completion_logprob_positions(logprobs) -> list[tuple[str, list[tuple[str, float]]]]:
+    """The same from a legacy completion's ``{"tokens": [...], "top_logprobs": [{...}]}``."""
+    if not isinstance(logprobs, dict):
+        return []
+    tokens = logprobs.get("tokens") or []
+    tops = logprobs.get("top_logprobs") or []
+    return [(tok, list(top.items()) if isinstance(top, dict) else [])
+            for tok, top in zip(tokens, tops) if isinstance(tok, str)]

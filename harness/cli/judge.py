@@ -107,8 +107,15 @@ def run(args: argparse.Namespace) -> int:
     from evals.errors import InputError
     from evals.judges import JudgeItem, judge_incrementally, make_judge
     from evals.runs import check_run_dir, load_answers, scores_path
-    from evals.scores import (ScoreWriter, append_scores, load_scores, missing, score_row,
-                              summarize, usage_totals)
+    from evals.scores import (
+        ScoreWriter,
+        append_scores,
+        load_scores,
+        missing,
+        score_row,
+        summarize,
+        usage_totals,
+    )
     from evals.truthfulqa import load_truthfulqa
 
     run_dir = check_run_dir(args.run_dir)

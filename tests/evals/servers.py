@@ -104,13 +104,27 @@ class FaultServer:
             return "ok"
 
     def __enter__(self) -> FaultServer:
+        return self.start()
+
+    def start(self, port: int = 0) -> FaultServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do
+            disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls on kept-alive sockets
+
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/stats"):
+                    with server._lock:
+                        stats = {"requests": len(server.received),
+                                 "max_in_flight": server.max_in_flight}
+                    return _send(self, 200, stats)
+                _send(self, 404, {"error": {"message": "not found"}})
+
+            def do_POST(self) -> None:
                 with server._lock:
                     server._in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server._in_flight)
@@ -138,7 +152,7 @@ class FaultServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout fault)
 
-        self._httpd = ThreadingHTTPServer((HOST, 0), Handler)
+        self._httpd = ThreadingHTTPServer((HOST, port), Handler)
         self._httpd.daemon_threads = True
         self._httpd.request_queue_size = 128
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
@@ -257,3 +271,60 @@ def transformers_serve(model_dir: str | Path, *, ready_timeout_s: float = 120.0,
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+
+
+def serve_main(argv: list[str] | None = None) -> None:
+    """Run a fault-free :class:`FaultServer` in its own process (for benchmarks):
+    ``python -m tests.evals.servers --port P --latency S``; GET /v1/stats counts requests."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    server = FaultServer(latency_s=args.latency).start(args.port)
+    print(f"serving {server.base_url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.__exit__()
+
+
+@contextlib.contextmanager
+def fault_server_process(latency_s: float = 0.0, ready_timeout_s: float = 30.0) -> Iterator[str]:
+    """A :class:`FaultServer` in a child process (no GIL shared with the client); yields its
+    ``/v1`` base URL. ``request_count(base_url)`` reads how many requests it received."""
+    port = free_port()
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "tests.evals.servers", "--port", str(port),
+                             "--latency", str(latency_s)], cwd=repo, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://{HOST}:{port}/v1"
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            try:
+                request_count(url)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("fault server process did not start") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def request_count(base_url: str) -> int:
+    with urllib.request.urlopen(f"{base_url}/stats", timeout=5) as resp:
+        return int(json.loads(resp.read())["requests"])
+
+
+if __name__ == "__main__":
+    serve_main()

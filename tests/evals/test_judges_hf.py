@@ -74,7 +74,8 @@ def test_hf_judge__batched_scores_equal_one_at_a_time_forward_passes(loader, sty
     items = ITEMS if style == "gpt-judge" else ITEMS[1:]  # lengths differ within the batch
     judge = make_judge(f"hf:{NAME}", model_loader=loader, prompt=style, batch_size=4)
     results = judge.judge(items, progress=False)
-    assert judge.prompt_version == (GPT_JUDGE_VERSION if style == "gpt-judge" else REF_AWARE_VERSION)
+    version = GPT_JUDGE_VERSION if style == "gpt-judge" else REF_AWARE_VERSION
+    assert judge.prompt_version == version
     for res in results:
         for v in (res.truthful, res.informative):
             assert 0.0 <= v.p_yes <= 1.0 and v.verdict == ("yes" if v.p_yes >= 0.5 else "no")

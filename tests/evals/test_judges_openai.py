@@ -1,4 +1,5 @@
-"""The openai backend against real loopback servers: a fault-injecting one and ``transformers serve``."""
+"""The openai backend against real loopback servers: a fault-injecting one and
+``transformers serve`` on the embedded model."""
 
 from __future__ import annotations
 
@@ -12,8 +13,12 @@ import pytest
 from evals.cache import JudgeCache
 from evals.judges import JudgeItem, make_judge
 from evals.judges.openai import JudgeEndpointError, parse_retry_after, scrub
-from evals.judges.prompts import (GPT_JUDGE_VERSION, REF_AWARE_VERSION, p_yes_from_top_logprobs,
-                                  parse_yes_no)
+from evals.judges.prompts import (
+    GPT_JUDGE_VERSION,
+    REF_AWARE_VERSION,
+    p_yes_from_top_logprobs,
+    parse_yes_no,
+)
 from tests.evals.servers import FaultServer, expected_p_yes
 
 FAKE_KEY = "sk-TESTKEY-do-not-leak-7f3a9c21"
@@ -116,7 +121,7 @@ def test_openai_judge__retries_transient_faults_honouring_retry_after():
     assert all(r.truthful.scored and r.informative.scored for r in res)
     assert [r.truthful.verdict for r in res] == ["no", "yes"] * 3
     assert len(q0) == 2 and q0[1] - q0[0] >= 1.0  # Retry-After: 1 honoured
-    assert len(q3) == 2 and q3[1] - q3[0] >= 0.9  # Retry-After as an HTTP date (~2 s, 1 s resolution)
+    assert len(q3) == 2 and q3[1] - q3[0] >= 0.9  # Retry-After as an HTTP date (1 s resolution)
     assert res[1].usage["requests"] == 4 and res[1].usage["retries"] == 2
     assert res[5].usage["requests"] == 2 and res[5].usage["retries"] == 0
 
@@ -294,3 +299,76 @@ def test_judge_cli__rejected_key_exits_2_with_one_line_and_no_key(tmp_path, monk
     assert out.err.strip().splitlines()[-1].startswith("truthsteer judge: error: judge openai:m")
     assert "HTTP 401" in out.err and "Traceback" not in out.err
     assert FAKE_KEY not in out.err + out.out + all_text_under(tmp_path)
+
+
+# -- against a real OpenAI-compatible server: `transformers serve` on the embedded model ----------
+
+
+@pytest.fixture(scope="module")
+def served_embedded(tmp_path_factory):
+    """(base_url, model name, server log) of `transformers serve` on the embedded model."""
+    from harness.models import resolve_model_source
+    from tests.evals.servers import transformers_serve
+
+    folder = resolve_model_source("smollm2-135m-instruct")[0]
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with transformers_serve(folder, ready_timeout_s=180, log_path=log) as url:
+        yield url, folder, log
+
+
+@pytest.mark.slow
+def test_openai_judge__against_transformers_serve_both_formats(served_embedded, tmp_path,
+                                                               monkeypatch, capsys):
+    from harness.cli import main
+    from tests.helpers import truthfulqa_csv
+
+    url, model, log = served_embedded
+    monkeypatch.setenv("TRUTHSTEER_CACHE", str(tmp_path / "cache"))
+    make_run(tmp_path / "run", n_questions=2, cells=("a", "b"))
+    argv = ["judge", str(tmp_path / "run"), "--judge", f"openai:{model}", "--judge-base-url", url,
+            "--concurrency", "2", "--timeout", "120", "--truthfulqa", str(truthfulqa_csv()),
+            "--no-progress"]
+    assert main(argv) == 0
+    first = capsys.readouterr()
+    assert main(argv) == 0  # everything scored or cached: nothing left to judge
+    second = capsys.readouterr()
+    from evals.runs import scores_path
+    from evals.scores import load_scores
+
+    rows = load_scores(scores_path(tmp_path / "run", f"openai:{model}"))
+    assert len(rows) == 4 and "judging 4" in first.err
+    for row in rows.values():
+        for kind in ("truthful", "informative"):
+            v = row[kind]
+            assert v["raw_reply"] and v["error"] in (None, "unparseable reply")
+            assert v["verdict"] == (parse_yes_no(v["raw_reply"]) or "unscored")
+            assert v["p_yes"] is None or 0 <= v["p_yes"] <= 1
+            assert "<|im_start|>" not in v["prompt"]  # the server applies the chat template
+    runs = [json.loads(line) for line in scores_path(tmp_path / "run", f"openai:{model}")
+            .with_suffix(".runs.jsonl").read_text().splitlines()]
+    assert runs[0]["judged"] == 4 and runs[0]["usage"]["prompt_tokens"] > 4 * 2 * 100
+    assert runs[0]["usage"]["requests"] >= 8
+    # the rerun re-judges only answers left unscored (unparseable replies), from the cache
+    assert runs[1].get("usage", {}).get("requests", 0) == 0
+    assert runs[1]["judged"] == sum(any(r[k]["verdict"] == "unscored"
+                                        for k in ("truthful", "informative"))
+                                    for r in rows.values())
+
+    judge = make_judge(f"openai:{model}", base_url=url, prompt="gpt-judge", concurrency=2,
+                       cache=JudgeCache(tmp_path / "c2.sqlite"), timeout_s=120)
+    few = items(3)
+    legacy = judge.judge(few, progress=False)
+    again = judge.judge(few, progress=False)
+    for res, res2 in zip(legacy, again):
+        assert res.truthful.prompt.startswith("Q: Question") and res.truthful.raw_reply
+        assert res.usage["requests"] == 2 and res2.usage == {"cache_hits": 2}
+        assert (res.truthful, res.informative) == (res2.truthful, res2.informative)
+    assert FAKE_KEY not in first.out + first.err + second.out + log.read_text(errors="replace")
+
+
+def test_openai_judge__one_kind_only_sends_only_its_requests():
+    with FaultServer() as server:
+        res = openai_judge(server).judge(items(3), progress=False, kinds=("informative",))
+        prompts = [r.body["messages"][0]["content"] for r in server.received]
+    assert len(prompts) == 3 and all("informative?" in p for p in prompts)
+    assert all(r.truthful.error == "not requested" and r.informative.scored for r in res)

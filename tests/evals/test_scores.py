@@ -6,8 +6,16 @@ import json
 import math
 
 from evals.judges.base import JudgeResult, Verdict
-from evals.scores import (ScoreWriter, append_scores, load_scores, missing_keys, result_from_row,
-                          score_row, summarize, usage_totals)
+from evals.scores import (
+    ScoreWriter,
+    append_scores,
+    load_scores,
+    missing_keys,
+    result_from_row,
+    score_row,
+    summarize,
+    usage_totals,
+)
 
 
 def answer(cell: str, qid: int, text: str = "An answer.") -> dict:
@@ -16,8 +24,9 @@ def answer(cell: str, qid: int, text: str = "An answer.") -> dict:
 
 def result(t: str, i: str, version: str = "v1", usage: dict | None = None) -> JudgeResult:
     def v(label: str) -> Verdict:
-        return Verdict(label, None if label == "unscored" else (0.9 if label == "yes" else 0.2),
-                       "prompt", "raw", "HTTP 500 after 7 attempts" if label == "unscored" else None)
+        if label == "unscored":
+            return Verdict(label, None, "prompt", "raw", "HTTP 500 after 7 attempts")
+        return Verdict(label, 0.9 if label == "yes" else 0.2, "prompt", "raw")
 
     return JudgeResult(v(t), v(i), "openai:m", version, usage or {})
 
