@@ -71,7 +71,7 @@ def _delta(row: HeadlineRow) -> str:
 
 def _corrected(row: HeadlineRow, kind: str) -> str | list:
     c = row.corrected.get(kind)
-    if c is None:
+    if c is None or not math.isfinite(c.corrected):
         return "–"
     clip = lambda x: min(1.0, max(0.0, x))  # noqa: E731 - rates live in [0, 1]
     ci = "" if not math.isfinite(c.ci) else f"[{_pct(clip(c.low))}–{_pct(clip(c.high))}] "
@@ -110,8 +110,8 @@ def headline_table(rows: list[HeadlineRow], with_human: bool) -> Table:
                  num_cols=(2, *range(4, len(header))))
 
 
-def _verdict(v: bool | None, p: float | None = None, missing: str = "unscored") -> str:
-    text = missing if v is None else "yes" if v else "no"
+def _verdict(v: bool | None, p: float | None = None) -> str:
+    text = "unscored" if v is None else "yes" if v else "no"
     return text + (f" ({p:.2f})" if p is not None and v is not None else "")
 
 
@@ -191,8 +191,7 @@ def examples_block(doc: Document, run: RunData, rows: list[HeadlineRow], n: int)
         body = []
         for a in ex.answers:
             human = "–" if a.human is None else \
-                f"true: {_verdict(a.human[0], missing='–')}, " \
-                f"informative: {_verdict(a.human[1], missing='–')}"
+                f"true: {a.human[0]}, informative: {a.human[1]}"
             body.append((a.label, a.answer, _verdict(a.judge[0], a.p_yes[0]),
                          _verdict(a.judge[1], a.p_yes[1]), human))
         doc.add(Table(("configuration", "answer", "judge: truthful", "judge: informative",

@@ -133,8 +133,18 @@ def labels_by_key(labels: Sequence[Mapping[str, str]]) -> dict[tuple[str, int], 
         except ValueError:
             weight = math.nan
         out[key] = {k: _label(row.get(k)) for k in KINDS} | {
-            "weight": weight if math.isfinite(weight) and weight > 0 else None}
+            "weight": weight if math.isfinite(weight) and weight > 0 else None,
+            "text": tuple(label_text(row.get(k)) for k in KINDS)}
     return out
+
+
+def label_text(value: Any) -> str:
+    """How a stored human label reads: yes / no / – (blank), or the odd value itself."""
+    v = _label(value)
+    if v is not None:
+        return "yes" if v else "no"
+    raw = str(value or "").strip()
+    return f"{raw!r} (not yes/no)" if raw else "–"
 
 
 def cell_verdicts(run) -> dict[str, dict[int, Verdicts]]:
@@ -269,7 +279,7 @@ class ExampleAnswer:
     answer: str
     judge: Verdicts
     p_yes: tuple[float | None, float | None]
-    human: Verdicts | None
+    human: tuple[str, str] | None  # (truthful, informative) as label_text shows them
 
 
 @dataclass(frozen=True)
@@ -305,7 +315,7 @@ def choose_examples(run, rows: Sequence[HeadlineRow], n: int) -> list[Example]:
             answers.append(ExampleAnswer(
                 r.label, r.cell_id, str(a.get("answer", "")), verdicts_of(a, score),
                 (p_yes_of(score, "truthful"), p_yes_of(score, "informative")),
-                (lab["truthful"], lab["informative"]) if lab else None))
+                lab["text"] if lab else None))
         base = answers[0]
         changed = sum(int(x.judge[k] != base.judge[k]) for x in answers[1:] for k in (0, 1)
                       if x.judge[k] is not None and base.judge[k] is not None)
