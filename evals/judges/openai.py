@@ -20,7 +20,6 @@ go to the legacy ``/completions`` endpoint with ``max_tokens=1``.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import os
 import random
@@ -44,10 +43,12 @@ from evals.judges.prompts import (
     parse_yes_no,
     yes_no_token,
 )
+from evals.judges.transport import env_name_for_message, parse_retry_after, scrub
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 RETRY_STATUS = {408, 409, 429}
 FATAL_STATUS = {401, 403, 404}
+UNREACHABLE_LIMIT = 4  # give up on the run after this many unreachable requests and no replies
 ResultCallback = Callable[[int, JudgeResult], None]
 
 
@@ -57,33 +58,6 @@ class JudgeEndpointError(InputError):
 
 class MalformedReply(Exception):
     """The endpoint answered 2xx with a body we cannot use."""
-
-
-def scrub(text: str, secrets: Sequence[str] = ()) -> str:
-    """``text`` with each secret, any ``Bearer ...`` token and any ``sk-...`` key redacted."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[redacted]")
-    text = re.sub(r"(?i)(bearer\s+)[^\s'\",}]+", r"\1[redacted]", text)
-    return re.sub(r"\bsk-[A-Za-z0-9_\-]{6,}", "[redacted]", text)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 @dataclass(frozen=True)
@@ -115,8 +89,8 @@ class OpenAIJudgeConfig:
         if self.timeout_s <= 0 or self.max_retries < 0 or self.max_malformed_retries < 0:
             raise InputError("judge timeout must be > 0 and retry counts >= 0")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
-            raise InputError(f"--judge-api-key-env {self.api_key_env!r}: not an environment "
-                             "variable name (give the NAME of the variable, not the key)")
+            raise InputError("--judge-api-key-env: not an environment variable name (give the "
+                             "NAME of the variable holding the key, not the key)")
 
 
 class OpenAIJudge:
@@ -135,13 +109,16 @@ class OpenAIJudge:
         key = os.environ.get(cfg.api_key_env)
         if not key:
             if cfg.api_key_env != DEFAULT_KEY_ENV or not cfg.base_url:
-                raise InputError(f"judge {self.judge_id}: set the API key in ${cfg.api_key_env} "
-                                 "(or name another variable with --judge-api-key-env NAME)")
+                raise InputError(f"judge {self.judge_id}: set the API key in "
+                                 f"{env_name_for_message(cfg.api_key_env)} (or name another "
+                                 "variable with --judge-api-key-env NAME)")
             key = "no-key"  # a local endpoint that needs none
         self._secrets = (key,)
         self._key = key
         self._use_logprobs = cfg.logprobs
         self._not_before = 0.0  # monotonic time before which no request is sent (Retry-After)
+        self._replies = 0  # replies obtained in this judge's life
+        self._unreachable = 0  # requests that ran out of retries on connection errors
 
     def __repr__(self) -> str:
         return f"OpenAIJudge({self.judge_id!r}, base_url={self.cfg.base_url!r})"
@@ -309,6 +286,7 @@ class OpenAIJudge:
                     verdict, n_in, n_out = self._parse_body(body, prompt)
                     usage["prompt_tokens"] += n_in
                     usage["completion_tokens"] += n_out
+                    self._replies += 1
                     return verdict, usage, True
                 except (MalformedReply, openai.APIResponseValidationError, UnicodeError) as err:
                     malformed += 1
@@ -321,8 +299,9 @@ class OpenAIJudge:
                     message = scrub(str(err), self._secrets)[:300]
                     if status in FATAL_STATUS:
                         where = self.cfg.base_url or "the OpenAI API"
-                        hint = (f"check the key in ${self.cfg.api_key_env}" if status != 404
-                                else f"check the model name {self.model_for(kind)!r}")
+                        hint = (f"check the model name {self.model_for(kind)!r}" if status == 404
+                                else "check the key in "
+                                f"{env_name_for_message(self.cfg.api_key_env)}")
                         raise JudgeEndpointError(f"judge {self.judge_id}: {where} answered HTTP "
                                                  f"{status} ({hint}): {message}") from None
                     if status == 400 and self._use_logprobs and "logprob" in message.lower():
@@ -346,6 +325,12 @@ class OpenAIJudge:
                     what = "timeout" if timeout else "connection error"
                     if attempt >= self.cfg.max_retries:
                         detail = scrub(str(err), self._secrets)[:200]
+                        self._unreachable += 1
+                        if self._replies == 0 and self._unreachable >= UNREACHABLE_LIMIT:
+                            where = self.cfg.base_url or "the OpenAI API"
+                            raise JudgeEndpointError(f"judge {self.judge_id}: cannot reach "
+                                                     f"{where} ({what}: {detail}); is the "
+                                                     "server running?") from None
                         return self._unscored(prompt, f"{what} after {attempt + 1} attempts: "
                                               f"{detail}"), usage, False
                     wait = self._backoff(attempt)

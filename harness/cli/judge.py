@@ -178,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
     append_scores(path.with_name(f"{path.stem}.runs.jsonl"), [record])
 
     print(format_summary(summarize(answers, load_scores(path, judge.prompt_version))))
+    if not usage.get("requests") and not usage.get("cache_hits"):  # a local judge
+        print(f"judged {len(items)} answers in {elapsed:.1f} s")
+        print(f"scores: {path}")
+        return 0
     line = (f"judged {len(items)} answers in {elapsed:.1f} s: {usage.get('requests', 0)} requests "
             f"({usage.get('retries', 0)} retries), {usage.get('cache_hits', 0)} cached verdicts, "
             f"{usage.get('prompt_tokens', 0)} input + {usage.get('completion_tokens', 0)} output "

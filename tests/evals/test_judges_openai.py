@@ -12,13 +12,14 @@ import pytest
 
 from evals.cache import JudgeCache
 from evals.judges import JudgeItem, make_judge
-from evals.judges.openai import JudgeEndpointError, parse_retry_after, scrub
+from evals.judges.openai import JudgeEndpointError
 from evals.judges.prompts import (
     GPT_JUDGE_VERSION,
     REF_AWARE_VERSION,
     p_yes_from_top_logprobs,
     parse_yes_no,
 )
+from evals.judges.transport import parse_retry_after, scrub
 from tests.evals.servers import FaultServer, expected_p_yes
 
 FAKE_KEY = "sk-TESTKEY-do-not-leak-7f3a9c21"
@@ -372,3 +373,26 @@ def test_openai_judge__one_kind_only_sends_only_its_requests():
         prompts = [r.body["messages"][0]["content"] for r in server.received]
     assert len(prompts) == 3 and all("informative?" in p for p in prompts)
     assert all(r.truthful.error == "not requested" and r.informative.scored for r in res)
+
+
+def test_openai_judge__unreachable_endpoint_stops_the_run(monkeypatch):
+    from tests.evals.servers import free_port
+
+    judge = make_judge("openai:m", base_url=f"http://127.0.0.1:{free_port()}/v1", cache=None,
+                       concurrency=2, max_retries=1, **{**FAST, "timeout_s": 1.0})
+    done = []
+    with pytest.raises(JudgeEndpointError, match="cannot reach"):
+        judge.judge(items(20), progress=False, on_result=lambda i, r: done.append(r))
+    assert len(done) <= 2  # stopped early; what finished is unscored (retried on a rerun)
+    assert all(r.truthful.verdict == "unscored" and "connection error" in r.truthful.error
+               for r in done)
+
+
+def test_make_judge__never_echoes_a_key_passed_as_the_variable_name(monkeypatch):
+    from evals.errors import InputError
+
+    for mistaken in ("sk-abc123456789xyz", "ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789"):
+        monkeypatch.delenv(mistaken, raising=False)
+        with pytest.raises(InputError) as info:
+            make_judge("openai:x", api_key_env=mistaken)
+        assert mistaken not in str(info.value)
