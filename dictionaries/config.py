@@ -43,7 +43,7 @@ class DictionaryConfig:
     d_in: int
     d_sae: int
     architecture: str = "relu"
-    l1_coefficient: float = 5.0
+    l1_coefficient: float = 2.0
     k: int = 32
     aux_k_coefficient: float = 1 / 32
     model_name: str = ""

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
     tr.add_argument("--expansion", action="append",
                     help="d_sae / d_in; repeat or comma-list to train several (default 2)")
     tr.add_argument("--architecture", default="relu", choices=ARCHITECTURES)
-    tr.add_argument("--l1", type=float, help="L1 coefficient (relu; default 5)")
+    tr.add_argument("--l1", type=float, help="L1 coefficient (relu; default 2)")
     tr.add_argument("--k", type=int, help="active features per token (topk/batchtopk; default 32)")
     tr.add_argument("--tokens", type=int, help="training tokens (default 2,000,000)")
     tr.add_argument("--batch-size", type=int, help="tokens per step (default 4096)")
