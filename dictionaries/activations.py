@@ -273,6 +273,17 @@ def load_activations(path: str | Path) -> torch.Tensor:
     return acts.float()
 
 
+def cache_info(path: str | Path) -> dict[str, Any]:
+    """The cfg.json that :func:`cache_activations` writes beside its shards ({} if none)."""
+    file = Path(path) / "cfg.json"
+    if not file.is_file():
+        return {}
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError:
+        return {}
+
+
 def cache_activations(chunks: Iterable[torch.Tensor], out_dir: str | Path, n_tokens: int,
                       shard_tokens: int = 262_144, metadata: dict[str, Any] | None = None,
                       dtype: torch.dtype = torch.float32, progress: bool = True) -> list[Path]:

@@ -5,6 +5,12 @@
 tensors (no language model needed), logs to ``log.jsonl`` beside each dictionary, and returns
 the trained dictionaries in true activation units.
 
+Log rows (every ``log_every`` steps, on the current training batch, in scaled units):
+``sq_error`` (||x - x^||^2 per token), ``fvu`` (sq_error over the batch's variance per token),
+``sparsity_loss``, ``aux_loss``, ``loss``, ``l0``, ``dead_fraction`` (not fired for
+``dead_after_tokens``), ``lr``, ``l1_coefficient``, ``resampled``, ``step``, ``tokens``,
+``elapsed_s``.
+
 Input scaling: the first batches fix one scalar ``scale = sqrt(d_in) / mean ||x||`` and every
 batch is multiplied by it, so default hyper-parameters (L1 coefficient, learning rate) work
 across models and layers. After training the scale is folded into the weights and recorded.
@@ -104,7 +110,10 @@ class DictionaryTrainer:
                 and step < t.resample_until * t.n_steps):
             resampled = self.resample(acts, result.per_token_error)
         sparsity_loss = result.sparsity * l1
-        return {"loss": result.mse + sparsity_loss + result.aux, "mse": result.mse,
+        with torch.no_grad():
+            variance = float((acts - acts.mean(dim=0)).pow(2).sum()) / acts.shape[0]
+        return {"loss": result.mse + sparsity_loss + result.aux, "sq_error": result.mse,
+                "fvu": result.mse / variance if variance > 0 else float("nan"),
                 "sparsity_loss": sparsity_loss, "aux_loss": result.aux, "l0": result.l0,
                 "lr": lr, "l1_coefficient": l1, "resampled": resampled}
 
@@ -215,7 +224,7 @@ def train(cfgs: list[DictionaryConfig], batches: Iterable[torch.Tensor], train_c
                     if log:
                         log.write(json.dumps(row) + "\n")
                         log.flush()
-                bar.set_postfix(mse=f"{rows[0]['mse']:.3g}", l0=f"{rows[0]['l0']:.1f}")
+                bar.set_postfix(fvu=f"{rows[0]['fvu']:.3g}", l0=f"{rows[0]['l0']:.1f}")
                 if on_log:
                     on_log(step, rows)
     finally:

@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     tr = sub.add_parser("train", help="train dictionaries from a model+corpus or activations")
     tr.add_argument("--activations", help="safetensors file (tensor 'activations' [n, d_in]) "
                     "or a folder of shard_*.safetensors")
-    tr.add_argument("--hook", help="hook to read, e.g. blocks.2.hook_resid_post")
+    tr.add_argument("--hook", help="hook to read, e.g. blocks.2.hook_resid_post (with "
+                    "--activations: the hook to record, if the cache does not say)")
     _add_model_args(tr)
     tr.add_argument("--expansion", action="append",
                     help="d_sae / d_in; repeat or comma-list to train several (default 2)")
@@ -128,14 +129,18 @@ def run_train(args) -> int:
         dict_kw["k"] = args.k
     model = contexts_eval = None
     if args.activations:
-        if args.model or args.corpus:
-            raise DictionaryConfigError("give either --activations or --model/--corpus, not both")
+        if args.corpus:
+            raise DictionaryConfigError("give either --activations or --corpus, not both")
         acts = A.load_activations(args.activations)
         n_eval = min(train_cfg.eval_tokens, len(acts) // 10)
         eval_acts, train_acts = acts[len(acts) - n_eval:], acts[: len(acts) - n_eval]
         batches = A.tensor_batches(train_acts, train_cfg.batch_size, seed=args.seed)
-        d_in, model_name, hook = acts.shape[1], "", args.hook or ""
-        meta = {"dataset_path": str(args.activations)}
+        cached = A.cache_info(args.activations)  # what `dict activations` recorded, if anything
+        d_in = acts.shape[1]
+        model_name = args.model or cached.get("model_name", "")
+        hook = args.hook or cached.get("hook_name", "")
+        meta = {"dataset_path": str(args.activations),
+                **({"context_size": cached["context_size"]} if "context_size" in cached else {})}
     else:
         if not (args.model and args.corpus and args.hook):
             raise DictionaryConfigError("dict train needs --activations FILE, or --model, "
