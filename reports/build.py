@@ -14,10 +14,19 @@ from pathlib import Path
 
 from evals.runs import write_text_atomic
 from reports import plots
+from reports.fingerprint import fingerprint
 from reports.load import RunData, load_runs
 from reports.render import Document, Figure, Heading, Para, Table, to_html, to_markdown
-from reports.tables import (BEST, BOTH, KINDS, HeadlineRow, choose_examples, featured_rows,
-                            fingerprint, headline_rows, human_agreement)
+from reports.tables import (
+    BEST,
+    BOTH,
+    KINDS,
+    HeadlineRow,
+    choose_examples,
+    featured_rows,
+    headline_rows,
+    human_agreement,
+)
 
 DEFAULT_EXAMPLES = 5
 CI_NOTE = ("Rates are over the answers the judge scored for that verdict, with 95% Wilson score "
@@ -73,7 +82,7 @@ def _corrected(row: HeadlineRow, kind: str) -> str | list:
     c = row.corrected.get(kind)
     if c is None or not math.isfinite(c.corrected):
         return "–"
-    clip = lambda x: min(1.0, max(0.0, x))  # noqa: E731 - rates live in [0, 1]
+    clip = lambda x: min(1.0, max(0.0, x))
     ci = "" if not math.isfinite(c.ci) else f"[{_pct(clip(c.low))}–{_pct(clip(c.high))}] "
     return [f"{_pct(clip(c.corrected))}%", ("small", f"\n{ci}n={c.n_labelled}")]
 
@@ -120,7 +129,7 @@ def run_section(doc: Document, run: RunData, index: int, n_examples: int) -> Non
     has_labels = any(r.n_labels for r in rows)
     doc.add(Heading(2, f"Run {index}: {run.name}", anchor=f"run-{index}"))
     if run.judge_id is None:
-        doc.add(Para((f"No judge has scored this run yet, so only MC1/MC2 and CE/KL are shown. "
+        doc.add(Para(("No judge has scored this run yet, so only MC1/MC2 and CE/KL are shown. "
                       "Score it with ", ("code", f"truthsteer judge {run.path}"),
                       " and rerun the report."), css="warn"))
     n_steered = sum(not r.is_baseline for r in rows)
@@ -214,9 +223,12 @@ def comparison_table(runs: list[RunData]) -> Table:
                  tuple(body), tuple(css), css="headline", num_cols=(3, *range(5, 12)))
 
 
-def build_document(runs: list[RunData], n_examples: int = DEFAULT_EXAMPLES) -> Document:
+def build_document(runs: list[RunData], n_examples: int = DEFAULT_EXAMPLES,
+                   notes: list[str] | None = None) -> Document:
     doc = Document("truthsteer report")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    for note in notes or []:
+        doc.add(Para((note,), css="note"))
     doc.add(Para((f"{len(runs)} run(s), generated {stamp}. ", CI_NOTE)))
     doc.add(Heading(2, "Runs", anchor="runs"))
     prints = [fingerprint(r) for r in runs]
@@ -231,9 +243,10 @@ def build_document(runs: list[RunData], n_examples: int = DEFAULT_EXAMPLES) -> D
 
 
 def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike,
-                 judge: str | None = None, n_examples: int = DEFAULT_EXAMPLES
-                 ) -> tuple[Path, Path]:
-    """Write ``out/index.html`` and ``out/report.md`` (+ ``out/figures/*.png``)."""
+                 judge: str | None = None, n_examples: int = DEFAULT_EXAMPLES,
+                 notes: list[str] | None = None) -> tuple[Path, Path]:
+    """Write ``out/index.html`` and ``out/report.md`` (+ ``out/figures/*.png``); ``notes``
+    are paragraphs shown first (plain text, escaped like everything else)."""
     from evals.errors import InputError
 
     if not run_dirs:
@@ -241,7 +254,7 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike,
     if n_examples < 0:
         raise InputError(f"--examples {n_examples}: must be >= 0")
     runs = load_runs(list(run_dirs), judge)
-    doc = build_document(runs, n_examples)
+    doc = build_document(runs, n_examples, notes)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")

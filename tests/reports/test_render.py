@@ -35,7 +35,7 @@ def _evil_run(tmp_path):
 
 
 def test_html__text_from_answers_questions_labels_and_judges_is_escaped(tmp_path):
-    html_path, md_path = write_report([_evil_run(tmp_path)], tmp_path / "out", n_examples=3)
+    html_path, _ = write_report([_evil_run(tmp_path)], tmp_path / "out", n_examples=3)
     html = html_path.read_text()
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
@@ -49,7 +49,7 @@ def test_html__text_from_answers_questions_labels_and_judges_is_escaped(tmp_path
 def test_html__self_contained_no_network_and_png_data_uris(tmp_path):
     html = write_report([_evil_run(tmp_path)], tmp_path / "out")[0].read_text()
     assert 'http-equiv="Content-Security-Policy"' in html and "default-src 'none'" in html
-    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html, re.I)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", html, re.IGNORECASE)
     assert "<link" not in html and "@import" not in html
     uris = re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)"', html)
     assert uris and all(base64.b64decode(u)[:8] == b"\x89PNG\r\n\x1a\n" for u in uris)
@@ -58,7 +58,7 @@ def test_html__self_contained_no_network_and_png_data_uris(tmp_path):
 def test_markdown__answer_text_cannot_break_tables_or_inject_markup(tmp_path):
     md = write_report([_evil_run(tmp_path)], tmp_path / "out", n_examples=3)[1].read_text()
     assert "<script" not in md.lower()
-    for table in re.findall(r"((?:^\|.*\|\n)+)", md, re.M):
+    for table in re.findall(r"((?:^\|.*\|\n)+)", md, re.MULTILINE):
         lines = table.splitlines()
         widths = {len(re.findall(r"(?<!\\)\|", line)) for line in lines}
         assert len(widths) == 1, f"a row has a different number of cells:\n{table}"

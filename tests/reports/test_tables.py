@@ -1,4 +1,4 @@
-"""reports.tables / reports.load on hand-built run directories with planted numbers."""
+"""reports.tables / reports.fingerprint / reports.load on hand-built run directories with planted numbers."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ import math
 import pytest
 
 from evals.errors import InputError
+from reports.fingerprint import agreement_summary, fingerprint
 from reports.load import load_run
-from reports.tables import (BEST, BOTH, Rate, agreement_summary, choose_examples, fingerprint,
-                            headline_rows, heatmap_grid, human_agreement)
+from reports.tables import (
+    BEST,
+    BOTH,
+    Rate,
+    choose_examples,
+    headline_rows,
+    heatmap_grid,
+    human_agreement,
+)
 from tests.reports.conftest import hand_cell, hand_run_info, hand_scores
 
 HOOK1, HOOK2 = "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"
