@@ -10,6 +10,7 @@ here as in generation.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,42 +59,81 @@ def _output_cache(out):
     return getattr(out, "cache", None) or out.past_key_values
 
 
+def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix shared by all ``seqs`` (leaving at least one token each)."""
+    n = min(len(s) for s in seqs) - 1
+    first = seqs[0]
+    for i in range(max(n, 0)):
+        if any(s[i] != first[i] for s in seqs):
+            return i
+    return max(n, 0)
+
+
+def _answer_rows(answers, qs, tok, dev):
+    rows = [(b, a) for b, i in enumerate(qs) for a in answers[i]]
+    if any(len(a) == 0 for _, a in rows):
+        raise ValueError("an answer has no tokens")
+    width = max(len(a) for _, a in rows)
+    a_ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
+    a_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (_, a) in enumerate(rows):
+        a_ids[r, :len(a)] = torch.tensor(a)
+        a_mask[r, :len(a)] = 1
+    owner = torch.tensor([b for b, _ in rows], device=dev)
+    return rows, a_ids.to(dev), a_mask.to(dev), owner
+
+
 @torch.inference_mode()
 def answer_logprobs(model, prompts: Sequence[Sequence[int]],
                     answers: Sequence[Sequence[Sequence[int]]],
                     interventions: Sequence[Intervention] = (), batch_questions: int = 4,
                     progress: bool = False) -> list[list[float]]:
-    """Summed log p(answer tokens | prompt) for each answer of each prompt (ragged output)."""
+    """Summed log p(answer tokens | prompt) for each answer of each prompt (ragged output).
+
+    Per batch of prompts: one pass over the prompts (KV cache kept), one over all their answers.
+    When every intervention acts on ``all`` positions, the token prefix the prompts share (the
+    QA primer) is computed once and its cache reused, which halves the work; otherwise each
+    prompt is run whole, so the token counter tells prompt from answer exactly.
+    """
     tok, dev = model.tokenizer, model.device
     cache_kw = _cache_kwarg(model)
     out: list[list[float]] = [[] for _ in prompts]
+    shared = common_prefix_length(prompts) if prompts and all(
+        iv.positions == "all" for iv in interventions) else 0
     bar = tqdm(total=len(prompts), desc="multiple choice", unit="q", disable=not progress,
                leave=False)
     with hooks(model, interventions) as state:
+        prefix_cache = None
+        if shared:
+            state.reset()
+            pre = torch.tensor([list(prompts[0][:shared])], device=dev)
+            prefix_cache = _output_cache(model.hf_model(input_ids=pre, use_cache=True,
+                                                        logits_to_keep=1))
         for start in range(0, len(prompts), batch_questions):
             qs = list(range(start, min(start + batch_questions, len(prompts))))
-            ids, mask = pad_left([prompts[i] for i in qs], tok.pad_token_id, dev)
-            state.reset()
-            res = model.hf_model(input_ids=ids, attention_mask=mask, use_cache=True,
-                                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
+            ids, mask = pad_left([prompts[i][shared:] for i in qs], tok.pad_token_id, dev)
+            kwargs = {}
+            if prefix_cache is not None:
+                cache = copy.deepcopy(prefix_cache)
+                cache.batch_repeat_interleave(len(qs))
+                kwargs[cache_kw] = cache
+                full = torch.cat([torch.ones(len(qs), shared, dtype=mask.dtype, device=dev),
+                                  mask], dim=1)
+            else:
+                state.reset()
+                full = mask
+            res = model.hf_model(input_ids=ids, attention_mask=full, use_cache=True,
+                                 position_ids=shared + (mask.cumsum(-1) - 1).clamp(min=0),
+                                 logits_to_keep=1, **kwargs)
             first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)     # [B, V]
-            rows = [(b, a) for b, i in enumerate(qs) for a in answers[i]]
-            if any(len(a) == 0 for _, a in rows):
-                raise ValueError("an answer has no tokens")
-            width = max(len(a) for _, a in rows)
-            a_ids = torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long)
-            a_mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for r, (_, a) in enumerate(rows):
-                a_ids[r, :len(a)] = torch.tensor(a)
-                a_mask[r, :len(a)] = 1
-            a_ids, a_mask = a_ids.to(dev), a_mask.to(dev)
-            owner = torch.tensor([b for b, _ in rows], device=dev)
+            rows, a_ids, a_mask, owner = _answer_rows(answers, qs, tok, dev)
             cache = _output_cache(res)
             cache.batch_select_indices(owner)
-            full_mask = torch.cat([mask[owner], a_mask], dim=1)
-            pos = mask.sum(1)[owner][:, None] + torch.arange(width, device=dev)[None]
-            res2 = model.hf_model(input_ids=a_ids, attention_mask=full_mask, position_ids=pos,
-                                  use_cache=True, **{cache_kw: cache})
+            pos = shared + mask.sum(1)[owner][:, None] + torch.arange(a_ids.shape[1],
+                                                                      device=dev)[None]
+            res2 = model.hf_model(input_ids=a_ids, attention_mask=torch.cat(
+                [full[owner], a_mask], dim=1), position_ids=pos, use_cache=True,
+                **{cache_kw: cache})
             logp = torch.log_softmax(res2.logits.float(), dim=-1)           # [R, A, V]
             for r, (b, a) in enumerate(rows):
                 n = len(a)

@@ -25,10 +25,24 @@ from evals.metrics import mean_ci, rate_ci
 from evals.runs import finished_cells, load_run_info, write_cell, write_json_atomic
 from evals.truthfulqa import kfold, load_truthfulqa
 from harness.config import ConfigError
-from harness.directions import (Direction, projection_std, random_direction, resolve_direction,
-                                to_interventions)
-from harness.sweep_config import (BASELINE, SET_HOOK, Cell, DirectionConfig, SweepConfig,
-                                  config_to_dict, expand_grid, shard_cells, stable_seed)
+from harness.directions import (
+    Direction,
+    projection_std,
+    random_direction,
+    resolve_direction,
+    to_interventions,
+)
+from harness.sweep_config import (
+    BASELINE,
+    SET_HOOK,
+    Cell,
+    DirectionConfig,
+    SweepConfig,
+    config_to_dict,
+    expand_grid,
+    shard_cells,
+    stable_seed,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -307,8 +321,9 @@ def run_cell(ctx, cell: Cell) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         merged = {k: v[order] for k, v in merged.items()}
         mc1, lo1, hi1 = rate_ci(merged["mc1"])
         mc2, lo2, hi2 = mean_ci(merged["mc2"])
+        lo2, hi2 = max(0.0, lo2), min(1.0, hi2)  # MC2 lives in [0, 1]
         metrics.update(mc1=mc1, mc1_ci=[lo1, hi1], mc2=mc2, mc2_ci=[lo2, hi2],
-                       mc3=float(merged["mc3"].mean()), n_mc=int(len(order)))
+                       mc3=float(merged["mc3"].mean()), n_mc=len(order))
         per_question = {k: v.tolist() for k, v in merged.items() if k != "mc3"}
     if side:
         weight = sum(w for _, w in side)
@@ -369,6 +384,10 @@ def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,
     resolver = DirectionResolver(model, cfg, plan, tqa, out, calib, progress)
     ref_texts = load_reference_text(cfg.metrics.reference_text) if cfg.metrics.side_effects \
         else None
+    needed = {c.direction for c in todo if c.cell_id != BASELINE}
+    needed |= {cfg.direction(n).match for n in needed if cfg.direction(n).match}
+    resolver.fitted([d for d in cfg.directions if d.name in needed  # one recording pass
+                     and d.kind in ("iti", "meandiff")])
     for c in todo:  # resolve everything up front: bad hooks/specs fail before any cell is written
         if c.cell_id != BASELINE:
             resolver.get(c.direction, c.hook)

@@ -106,7 +106,7 @@ def _magnitudes(value: Any, what: str) -> tuple[float, ...]:
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
             for v in value):
         raise ConfigError(f"{what} must be a non-empty list of finite numbers")
-    if len(set(float(v) for v in value)) != len(value):
+    if len({float(v) for v in value}) != len(value):
         raise ConfigError(f"{what} repeats a value")
     return tuple(float(v) for v in value)
 
@@ -290,14 +290,17 @@ def direction_hooks(d: DirectionConfig, cfg: SweepConfig) -> tuple[str, ...]:
 
 
 def feature_hook(spec: str) -> str:
-    """The hook a ``feature:DIR:ID`` dictionary was trained at (``hook_name`` in its cfg.json)."""
+    """The hook a ``feature:DIR:ID`` dictionary was trained at (its cfg.json's ``hook_name``,
+    top-level or under ``metadata`` as SAELens 6 writes it)."""
     import json
 
     folder = spec.removeprefix("feature:").rpartition(":")[0]
     path = Path(folder) / "cfg.json"
     if not path.is_file():
         raise ConfigError(f"spec {spec}: no dictionary cfg.json in {folder}")
-    hook = json.loads(path.read_text(encoding="utf-8")).get("hook_name")
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    meta = cfg.get("metadata") or {}
+    hook = cfg.get("hook_name") or meta.get("hook_name") or cfg.get("hook_point")
     if not hook:
         raise ConfigError(f"spec {spec}: {path} has no hook_name; give hooks = [...]")
     return hook

@@ -1,11 +1,10 @@
 """Tables out of a run directory: the answer table (with any judge scores) and the cell summary.
 
-Judge scores are read defensively from RUN_DIR/scores/*.jsonl (one row per (cell_id,
-question_id); a later row for the same pair wins, since those files are append-only). A row
-may hold ``truthful``/``informative`` as ``{"verdict": ..., "p_yes": ...}`` objects or as flat
-``truthful`` / ``truthful_p_yes`` fields. Each judge file adds the columns
-``<judge>_truthful``, ``<judge>_truthful_p_yes``, ``<judge>_informative``,
-``<judge>_informative_p_yes``.
+Judge scores come from RUN_DIR/scores/*.jsonl through ``evals.scores.load_scores`` (the latest
+row per (cell_id, question_id); a torn last line is skipped). A score whose ``answer_sha256``
+does not match the answer in the run (the answer changed since it was judged) is left out.
+Each judge file adds the columns ``<judge>_truthful``, ``<judge>_truthful_p_yes``,
+``<judge>_informative``, ``<judge>_informative_p_yes`` (verdict: yes / no / unscored).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from evals.runs import check_run_dir, iter_cells, load_answers, read_jsonl
+from evals.runs import check_run_dir, iter_cells, load_answers
 
 ANSWER_COLUMNS = ("cell_id", "question_id", "fold", "question", "direction", "kind", "hook",
                   "magnitude", "positions", "scale", "answer")
@@ -25,36 +24,37 @@ KINDS = ("truthful", "informative")
 
 
 def _verdict(value: Any) -> tuple[Any, Any]:
-    """(verdict, p_yes) from a dict, a bool or a yes/no string."""
+    """(verdict, p_yes) from a verdict record, a bool or a yes/no string."""
     if isinstance(value, dict):
-        return value.get("verdict", value.get("label")), value.get("p_yes")
+        return value.get("verdict"), value.get("p_yes")
     if isinstance(value, bool):
         return ("yes" if value else "no"), None
     return value, None
 
 
 def read_scores(run_dir: Path) -> dict[str, dict[tuple[str, int], dict[str, Any]]]:
-    """{judge: {(cell_id, question_id): {"truthful": v, "truthful_p_yes": p, ...}}}."""
+    """{judge file stem: {(cell_id, question_id): {"truthful": v, "truthful_p_yes": p, ...,
+    "answer_sha256": ...}}}."""
+    from evals.scores import load_scores
+
     out: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
     folder = run_dir / "scores"
-    if not folder.is_dir():
-        return out
-    for path in sorted(folder.glob("*.jsonl")):
+    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
         table = out.setdefault(path.stem, {})
-        for row in read_jsonl(path):
-            if "cell_id" not in row or "question_id" not in row:
-                continue
-            got: dict[str, Any] = {}
+        for key, row in load_scores(path).items():
+            got: dict[str, Any] = {"answer_sha256": row.get("answer_sha256")}
             for kind in KINDS:
                 verdict, p = _verdict(row.get(kind))
                 got[kind] = verdict
-                got[f"{kind}_p_yes"] = row.get(f"{kind}_p_yes", p)
-            table[(row["cell_id"], int(row["question_id"]))] = got
+                got[f"{kind}_p_yes"] = p
+            table[key] = got
     return out
 
 
 def answer_table(run_dir: str | os.PathLike) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, rows) of every answer with any judge scores."""
+    from evals.scores import answer_sha256
+
     path = check_run_dir(run_dir)
     scores = read_scores(path)
     columns = list(ANSWER_COLUMNS)
@@ -65,6 +65,8 @@ def answer_table(run_dir: str | os.PathLike) -> tuple[list[str], list[dict[str, 
         row = {c: r.get(c, "") for c in ANSWER_COLUMNS}
         for judge, table in scores.items():
             got = table.get((r["cell_id"], int(r["question_id"])), {})
+            if got.get("answer_sha256") not in (None, answer_sha256(r["answer"])):
+                got = {}  # judged an earlier answer of this cell: stale
             for kind in KINDS:
                 row[f"{judge}_{kind}"] = got.get(kind, "")
                 row[f"{judge}_{kind}_p_yes"] = got.get(f"{kind}_p_yes", "")

@@ -76,3 +76,13 @@ def sparse_feature_activations(d_in: int = 32, n_features: int = 48, n: int = 60
     coefficients = torch.rand(n, n_features, generator=gen) * active
     x = coefficients @ directions + noise * torch.randn(n, d_in, generator=gen)
     return directions, x
+
+
+def tiny_llama_folder(path, **kwargs) -> Path:
+    """``tiny_llama(**kwargs)`` saved as an HF model folder (weights + tokenizer), so configs and
+    CLI calls can name it as a model (``ModelConfig(name=str(folder))``)."""
+    path = Path(path)
+    model = tiny_llama(**kwargs)
+    model.hf_model.save_pretrained(path)
+    model.tokenizer.save_pretrained(path)
+    return path

@@ -85,7 +85,7 @@ def collect_last_token(model, token_ids: Sequence[Sequence[int]], hook_names: Se
             state.reset()
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             model.hf_model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                           use_cache=False)
+                           use_cache=False, logits_to_keep=1)  # only activations are needed
             for h in hook_names:
                 last = state.records[h][0][:, -1].float().cpu()  # left padding: last = -1
                 for row, i in enumerate(batch):

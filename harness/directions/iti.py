@@ -21,8 +21,7 @@ import torch
 
 from harness.config import ConfigError
 from harness.directions import Direction
-from harness.directions.contrast import (collect_last_token, contrast_set, head_hooks,
-                                         stack_heads)
+from harness.directions.contrast import collect_last_token, contrast_set, head_hooks, stack_heads
 from harness.directions.store import DirectionSet
 
 METHODS = ("mass_mean", "probe")
@@ -72,7 +71,7 @@ class ITIFit:
 def split_questions(question_ids: Sequence[int], val_fraction: float,
                     seed: int) -> tuple[list[int], list[int]]:
     """(probe-train, probe-validation) question ids: a seeded split by question."""
-    unique = sorted(set(int(q) for q in question_ids))
+    unique = sorted({int(q) for q in question_ids})
     if len(unique) < 2:
         raise ConfigError(f"ITI needs at least 2 training questions (got {len(unique)})")
     rng = np.random.default_rng(seed)

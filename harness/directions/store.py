@@ -110,9 +110,11 @@ def is_direction_set(spec: str) -> bool:
     if ".safetensors" not in spec:
         return False
     path = Path(spec.partition(".safetensors")[0] + ".safetensors")
+    from safetensors import SafetensorError
+
     try:
         return path.is_file() and read_description(path) is not None
-    except Exception:  # not a readable safetensors file: resolve_direction reports it
+    except (SafetensorError, OSError, ValueError):  # unreadable: resolve_direction reports it
         return False
 
 
@@ -132,7 +134,7 @@ def load_direction_set(path: str | os.PathLike) -> DirectionSet:
     with safe_open(str(path), framework="pt") as fh:
         dirs = tuple(Direction(d["hook"], fh.get_tensor(f"direction.{i}"), d["head"], d["std"],
                                d["label"]) for i, d in enumerate(desc["directions"]))
-        arrays = {k.removeprefix("extra."): fh.get_tensor(k) for k in fh.keys()
+        arrays = {k.removeprefix("extra."): fh.get_tensor(k) for k in fh.keys()  # noqa: SIM118 (safe_open is not a dict)
                   if k.startswith("extra.")}
     return DirectionSet(desc["kind"], dirs, tuple(desc["train_question_ids"]), desc["info"],
                         arrays)

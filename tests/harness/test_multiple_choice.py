@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+import torch
+
+from evals.truthfulqa import load_csv
+from harness.multiple_choice import answer_logprobs, common_prefix_length, mc_items, score_mc
+from harness.steering import Intervention, hooks
+from tests.helpers import tiny_llama, truthfulqa_csv
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_llama()
+
+
+def naive_logprob(model, prompt, answer, interventions) -> float:
+    """log p(answer | prompt), prompt and answer run as two passes (the counter's view)."""
+    with torch.no_grad(), hooks(model, interventions):
+        out = model.hf_model(input_ids=torch.tensor([prompt]), use_cache=True)
+        out2 = model.hf_model(input_ids=torch.tensor([answer]), past_key_values=out.past_key_values)
+    logits = torch.cat([out.logits, out2.logits], dim=1)[0].double()
+    logp = torch.log_softmax(logits, -1)
+    n = len(prompt)
+    return sum(float(logp[n - 1 + t, answer[t]]) for t in range(len(answer)))
+
+
+@pytest.mark.parametrize("interventions", [
+    (),
+    (Intervention("blocks.1.hook_resid_post", torch.ones(64) / 8, 3.0),),  # shared-prefix path
+    (Intervention("blocks.0.attn.hook_z", torch.ones(16) / 4, 3.0, "generated", head=1),),
+    (Intervention("blocks.0.hook_mlp_out", torch.ones(64) / 8, 3.0, "prompt"),),
+])
+def test_answer_logprobs__equal_naive_scoring_under_interventions(model, interventions):
+    items = mc_items(load_csv(truthfulqa_csv()).by_id([0, 1, 2]), model.tokenizer)
+    answers = [list(it.true_ids) + list(it.false_ids) for it in items]
+    got = answer_logprobs(model, [it.prompt_ids for it in items], answers, interventions,
+                          batch_questions=2)
+    for it, ans, scores in zip(items, answers, got):
+        assert len(scores) == len(ans)
+        for a, s in zip(ans[:2], scores[:2]):
+            assert s == pytest.approx(naive_logprob(model, list(it.prompt_ids), list(a),
+                                                    interventions), abs=2e-3)
+
+
+def test_score_mc__per_question_metrics_from_scores(model):
+    items = mc_items(load_csv(truthfulqa_csv()).by_id([5, 6, 7]), model.tokenizer)
+    out = score_mc(model, items)
+    assert list(out["question_id"]) == [5, 6, 7]
+    assert set(np.unique(out["mc1"])) <= {0.0, 1.0}
+    assert np.all((out["mc2"] >= 0) & (out["mc2"] <= 1))
+    # "I have no comment." is scored as a true answer; the QA primer prompt is shared
+    assert items[0].answers.true[-1] == "I have no comment."
+    assert common_prefix_length([it.prompt_ids for it in items]) > 100
