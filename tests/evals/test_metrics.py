@@ -45,14 +45,19 @@ def test_mc_scores__rejects_empty_or_bad_index():
 
 def test_mc_reference_answers__as_the_original_builds_them():
     ans = mc_reference_answers("Paris", ["Paris", "It is Paris.", "Paris"], ["London", "Rome."])
-    assert ans.true == ("Paris.", "It is Paris.", "Paris.", NO_COMMENT)  # duplicates kept
+    assert ans.true == ("Paris.", "It is Paris.", "Paris.")  # periods added, duplicates kept
     assert ans.false == ("London.", "Rome.")
     assert ans.best == "Paris." and ans.best_index == 0
     # best answer missing from the correct list joins the true set
     ans = mc_reference_answers("Berlin", ["Germany's capital"], ["Bonn"])
-    assert ans.true[ans.best_index] == "Berlin." and NO_COMMENT in ans.true
-    # "I have no comment." is not added twice
-    assert mc_reference_answers("x", [NO_COMMENT], ["y"]).true.count(NO_COMMENT) == 1
+    assert ans.true[ans.best_index] == "Berlin." and NO_COMMENT not in ans.true
+    # "I have no comment." only on request (the original adds it for generative metrics only),
+    # and never twice
+    assert mc_reference_answers("x", ["y"], ["z"], add_no_comment=True).true == (
+        "x.", "y.", NO_COMMENT)
+    assert mc_reference_answers("x", ["x"], ["z"], add_no_comment=True).true == ("x.", NO_COMMENT)
+    assert mc_reference_answers("x", [NO_COMMENT], ["y"], add_no_comment=True
+                                ).true.count(NO_COMMENT) == 1
 
 
 def test_wilson_interval__hand_computed():

@@ -48,6 +48,5 @@ def test_score_mc__per_question_metrics_from_scores(model):
     assert list(out["question_id"]) == [5, 6, 7]
     assert set(np.unique(out["mc1"])) <= {0.0, 1.0}
     assert np.all((out["mc2"] >= 0) & (out["mc2"] <= 1))
-    # "I have no comment." is scored as a true answer; the QA primer prompt is shared
-    assert items[0].answers.true[-1] == "I have no comment."
+    # the QA primer is the prompts' shared prefix
     assert common_prefix_length([it.prompt_ids for it in items]) > 100

@@ -268,3 +268,34 @@ def test_plan_questions__folds_partition_the_pool():
     assert plan.answer_ids == (1, 3, 4)
     with pytest.raises(ConfigError, match="out of range"):
         plan_questions(cfg, 10)
+
+
+def test_run_sweep__a_direction_file_never_answers_its_training_questions(setup, tmp_path):
+    import numpy as np
+    import torch
+
+    from harness.directions.meandiff import meandiff_direction_set
+    from harness.directions.store import save_direction_set
+
+    labels = np.arange(12) % 2
+    acts = {"blocks.1.hook_resid_post": torch.randn(12, 64) + torch.tensor(labels)[:, None]}
+    path = tmp_path / "fitted_elsewhere.safetensors"
+    save_direction_set(path, meandiff_direction_set(acts, labels, [0, 0, 0, 0, 1, 1, 1, 1,
+                                                                   2, 2, 2, 2]))
+    cfg_path = tmp_path / "spec.toml"
+    cfg_path.write_text(config_text(setup["model"], setup["ref"], magnitudes=[0, 1]).split(
+        "[[directions]]")[0] + f"""
+[[directions]]
+name = "file"
+kind = "spec"
+spec = "{path}"
+hooks = ["blocks.1.hook_resid_post"]
+""")
+    out = tmp_path / "run"
+    run_sweep(load_config(cfg_path), out, progress=False)
+    cells = cell_answers(out)
+    assert [r["question_id"] for r in cells["baseline"]] == [0, 1, 2, 3, 4, 5]
+    assert [r["question_id"] for r in cells["file__blocks.1.hook_resid_post__m1"]] == [3, 4, 5]
+    desc = json.loads((out / "cells" / "file__blocks.1.hook_resid_post__m1.json").read_text())
+    assert desc["n_excluded_questions"] == 3 and desc["metrics"]["n_mc"] == 5
+    assert set(desc["mc_per_question"]["question_id"]) == {3, 4, 5, 6, 7}
