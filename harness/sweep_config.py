@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evals.truthfulqa import kfold
 from harness.config import POSITIONS, ConfigError, GenerationConfig, ModelConfig
 
 KINDS = ("iti", "meandiff", "random", "spec")
@@ -344,3 +345,32 @@ def shard_cells(cells: list[Cell], shard: tuple[int, int] | None) -> list[Cell]:
 def stable_seed(*parts: Any) -> int:
     """A 31-bit seed from any printable parts (same in every process and platform)."""
     return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:8], 16) >> 1
+
+
+@dataclass(frozen=True)
+class QuestionPlan:
+    """The question pool, its folds (train, test) and the ids that get generated answers."""
+
+    pool: tuple[int, ...]
+    folds: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]
+    answer_ids: tuple[int, ...]
+
+    @property
+    def fold_of(self) -> dict[int, int]:
+        return {q: f for f, (_, test) in enumerate(self.folds) for q in test}
+
+
+def plan_questions(cfg: SweepConfig, n_available: int) -> QuestionPlan:
+    """Pure: pool ids, k folds by question (disjoint tests covering the pool), answer subset."""
+    q = cfg.data.questions
+    pool = list(range(n_available)) if q is None else list(range(q)) if isinstance(q, int) \
+        else sorted(q)
+    bad = [i for i in pool if not 0 <= i < n_available]
+    if bad or (isinstance(q, int) and q > n_available):
+        raise ConfigError(f"[data] questions: ids {bad[:5] or [q]} are out of range "
+                          f"(the data has {n_available} questions)")
+    folds = tuple((tuple(tr), tuple(te)) for tr, te in kfold(pool, cfg.data.folds,
+                                                             cfg.data.fold_seed))
+    n = cfg.metrics.answer_questions
+    answer_ids = tuple(pool if n is None else pool[:n]) if cfg.metrics.answers else ()
+    return QuestionPlan(tuple(pool), folds, answer_ids)
