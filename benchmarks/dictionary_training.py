@@ -9,7 +9,9 @@ learning rate and L1 coefficient, same thread count, in separate processes, alte
 ``--warm-steps`` untimed ones (imports, file loading and the input-scale estimate excluded).
 From initialisation (``--warm-steps 0``) both run dense; once training has made the feature
 activations sparse, ours switches to sparse products (see dictionaries/steps.py), so the
-ratio after warm-up steps is the one that matters for a whole run. The matmul limit is this machine's measured fp32 GEMM rate divided by the
+ratio after warm-up steps is the one that matters for a whole run. ``--init DIR`` starts
+both sides from the same trained ReLU dictionary (its weights put back in training units, the
+same input scale for both), which measures such steady-state steps directly. The matmul limit is this machine's measured fp32 GEMM rate divided by the
 ``10 * d_in * d_sae`` FLOPs a training token needs (forward 2 and backward 3 matmuls of
 ``2 * d_in * d_sae`` each), measured between the runs too, because the machine may be shared.
 
@@ -55,6 +57,20 @@ def _batches(path: str, batch_size: int, seed: int):
     return acts.shape[1], stream()
 
 
+def _init_weights(args) -> tuple[dict, float] | tuple[None, None]:
+    """``--init DIR``: a trained dictionary's weights back in its training units (unit-norm
+    decoder rows) and the input scale it was trained with, so both sides start warm."""
+    if not args.init:
+        return None, None
+    from safetensors.torch import load_file
+
+    cfg = json.loads((Path(args.init) / "cfg.json").read_text())
+    scale = float(cfg["metadata"]["activation_scale"])
+    w = load_file(str(Path(args.init) / "sae_weights.safetensors"))
+    return {"W_enc": w["W_enc"] / scale, "W_dec": w["W_dec"] * scale,
+            "b_enc": w["b_enc"], "b_dec": w["b_dec"] * scale}, scale
+
+
 def worker_saelens(args) -> dict:
     """SAELens' SAETrainer, driven by the body of its own ``fit`` loop (so warm-up steps can
     run untimed): scaling-factor estimate, then ``maybe_reset_sparsity`` + ``step`` per batch."""
@@ -65,16 +81,21 @@ def worker_saelens(args) -> dict:
 
     d_in, stream = _batches(args.activations, args.batch_size, args.seed)
     total = args.warm_steps + args.steps
+    weights, scale = _init_weights(args)
     sae = StandardTrainingSAE(StandardTrainingSAEConfig(
         d_in=d_in, d_sae=int(d_in * args.expansion), l1_coefficient=args.l1,
-        normalize_activations="expected_average_only_in"))
+        normalize_activations="none" if weights else "expected_average_only_in"))
+    if weights:
+        sae.load_state_dict(weights)
+        stream = (batch.mul_(scale) for batch in stream)
     cfg = SAETrainerConfig(total_training_samples=total * args.batch_size,
                            train_batch_size_samples=args.batch_size, lr=args.lr,
                            lr_end=args.lr, n_batches_for_norm_estimate=4)
     trainer = SAETrainer(cfg, sae, stream)
     trainer.sae.to(cfg.device)
-    trainer.activation_scaler.estimate_scaling_factor(
-        d_in=d_in, data_provider=stream, n_batches_for_norm_estimate=4)
+    if not weights:
+        trainer.activation_scaler.estimate_scaling_factor(
+            d_in=d_in, data_provider=stream, n_batches_for_norm_estimate=4)
 
     def one_step() -> None:
         trainer.maybe_reset_sparsity()
@@ -108,9 +129,15 @@ def worker_ours(args) -> dict:
     cfg = DictionaryConfig.from_expansion(d_in, args.expansion, l1_coefficient=args.l1)
     tcfg = TrainConfig(n_tokens=total * args.batch_size, batch_size=args.batch_size, lr=args.lr)
     trainer = DictionaryTrainer(cfg, tcfg)
-    sample = torch.cat([next(stream) for _ in range(4)])
-    scale = estimate_scale(sample)
-    trainer.initialize(sample * scale)
+    weights, scale = _init_weights(args)
+    if weights:
+        with torch.no_grad():
+            for name, value in weights.items():
+                getattr(trainer.sae, name).copy_(value)
+    else:
+        sample = torch.cat([next(stream) for _ in range(4)])
+        scale = estimate_scale(sample)
+        trainer.initialize(sample * scale)
     for step in range(args.warm_steps):
         trainer.update(step, next(stream).mul_(scale))
     start = time.perf_counter()
@@ -203,6 +230,8 @@ def main() -> int:
     p.add_argument("--warm-steps", type=int, default=0,
                    help="untimed steps first (0: time from initialisation)")
     p.add_argument("--repeats", type=int, default=3, help="alternating runs per side")
+    p.add_argument("--init", help="start both sides from this trained relu dictionary folder "
+                   "(its width overrides --expansion): measures steady-state steps")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--l1", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=2)
@@ -222,13 +251,16 @@ def main() -> int:
     from safetensors import safe_open
     with safe_open(str(acts), framework="pt") as fh:
         n, d_in = fh.get_slice("activations").get_shape()
+    if args.init:
+        args.expansion = json.loads((Path(args.init) / "cfg.json").read_text())["d_sae"] / d_in
     d_sae = int(d_in * args.expansion)
-    common = ["--activations", str(acts), "--expansion", str(args.expansion), "--batch-size",
+    common = [*(["--init", str(args.init)] if args.init else []), "--activations", str(acts), "--expansion", str(args.expansion), "--batch-size",
               str(args.batch_size), "--steps", str(args.steps), "--warm-steps",
               str(args.warm_steps), "--lr", str(args.lr), "--l1",
               str(args.l1), "--threads", str(args.threads), "--d-in", str(d_in)]
     print(f"activations {acts} [{n} x {d_in}], d_sae {d_sae}, batch {args.batch_size}, "
-          f"{args.steps} timed steps after {args.warm_steps} untimed, {args.threads} threads, "
+          f"{args.steps} timed steps after {args.warm_steps} untimed"
+          f"{' from ' + str(args.init) if args.init else ' from initialisation'}, {args.threads} threads, "
           f"{args.repeats} alternating runs")
     rows = []
     for rep in range(args.repeats):

@@ -49,24 +49,37 @@ def _splice_hook(replace):
 
 
 @torch.no_grad()
-def spliced_losses(model: Any, sae: Dictionary, contexts: Sequence[torch.Tensor],
-                   hook_name: str, batch_contexts: int = 16) -> dict[str, float]:
-    """Mean next-token CE: clean, with the reconstruction spliced in, and zero-ablated."""
+def spliced_losses_many(model: Any, saes: Sequence[Dictionary], contexts: Sequence[torch.Tensor],
+                        hook_name: str, batch_contexts: int = 16) -> list[dict[str, float]]:
+    """Mean next-token CE, clean and zero-ablated (computed once) and with each dictionary's
+    reconstruction spliced in; one dict per dictionary, with ``loss_recovered``."""
     device = torch.device(getattr(model.cfg, "device", "cpu") or "cpu")
-    sums = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
+    clean = zero = 0.0
+    spliced = [0.0] * len(saes)
     n = 0
-    recon = _splice_hook(lambda a: sae(a.float()))
-    zero = _splice_hook(torch.zeros_like)
+    zero_hook = _splice_hook(torch.zeros_like)
     for i in range(0, len(contexts), batch_contexts):
         tokens = torch.stack(list(contexts[i:i + batch_contexts])).to(device)
         weight = tokens.shape[0]
-        sums["clean"] += float(model(tokens, return_type="loss")) * weight
-        sums["spliced"] += float(model.run_with_hooks(
-            tokens, return_type="loss", fwd_hooks=[(hook_name, recon)])) * weight
-        sums["zero"] += float(model.run_with_hooks(
-            tokens, return_type="loss", fwd_hooks=[(hook_name, zero)])) * weight
+        clean += float(model(tokens, return_type="loss")) * weight
+        zero += float(model.run_with_hooks(tokens, return_type="loss",
+                                           fwd_hooks=[(hook_name, zero_hook)])) * weight
+        for j, sae in enumerate(saes):
+            hook = _splice_hook(lambda a, sae=sae: sae(a.float()))
+            spliced[j] += float(model.run_with_hooks(tokens, return_type="loss",
+                                                     fwd_hooks=[(hook_name, hook)])) * weight
         n += weight
-    out = {f"ce_{k}": v / max(1, n) for k, v in sums.items()}
-    out["loss_recovered"] = metrics.loss_recovered(out["ce_clean"], out["ce_spliced"],
-                                                   out["ce_zero"])
+    n = max(1, n)
+    out = []
+    for total in spliced:
+        row = {"ce_clean": clean / n, "ce_spliced": total / n, "ce_zero": zero / n}
+        row["loss_recovered"] = metrics.loss_recovered(row["ce_clean"], row["ce_spliced"],
+                                                       row["ce_zero"])
+        out.append(row)
     return out
+
+
+def spliced_losses(model: Any, sae: Dictionary, contexts: Sequence[torch.Tensor],
+                   hook_name: str, batch_contexts: int = 16) -> dict[str, float]:
+    """Mean next-token CE: clean, with the reconstruction spliced in, and zero-ablated."""
+    return spliced_losses_many(model, [sae], contexts, hook_name, batch_contexts)[0]

@@ -31,6 +31,8 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--context-size", type=int, default=128, help="tokens per context incl. BOS")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32")
+    p.add_argument("--threads", type=int, help="torch CPU threads for this run (on a shared "
+                   "machine 1 can be much faster than the default)")
 
 
 def register(subparsers) -> None:
@@ -93,6 +95,15 @@ def register(subparsers) -> None:
     cmp_.set_defaults(func=run_compare)
 
 
+def _apply_threads(args) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        if args.threads < 1:
+            raise DictionaryConfigError(f"--threads {args.threads} must be >= 1")
+        torch.set_num_threads(args.threads)
+
+
 def _load_bridge(args):
     from harness.config import ModelConfig
     from harness.models import load_model
@@ -108,6 +119,7 @@ def _activation_cfg(args, hook: str):
 
 
 def run_train(args) -> int:
+    _apply_threads(args)
     from dataclasses import replace
 
     import torch
@@ -190,6 +202,7 @@ def _corpus_passes(args, cfg, model, skip: int):
 
 
 def run_activations(args) -> int:
+    _apply_threads(args)
     from dictionaries import activations as A
 
     if not args.corpus:
@@ -209,6 +222,7 @@ def run_activations(args) -> int:
 
 
 def run_inspect(args) -> int:
+    _apply_threads(args)
     from dictionaries.io import load_dictionary
     from dictionaries.report import inspect_feature
 
@@ -237,10 +251,11 @@ def run_inspect(args) -> int:
 
 
 def run_evaluate(args) -> int:
+    _apply_threads(args)
     import torch
 
     from dictionaries import activations as A
-    from dictionaries.evaluate import reconstruction_report, spliced_losses
+    from dictionaries.evaluate import reconstruction_report, spliced_losses_many
     from dictionaries.io import load_dictionary
 
     if not args.corpus:
@@ -258,9 +273,9 @@ def run_evaluate(args) -> int:
         raise DictionaryConfigError(f"--corpus {args.corpus}: no contexts left after skipping "
                                     f"{args.skip_contexts}")
     acts = torch.cat(list(A.stream_activations(model, contexts, cfg)))
-    for folder, sae in zip(args.dictionaries, saes):
-        report = {**reconstruction_report(sae, acts),
-                  **spliced_losses(model, sae, contexts, cfg.hook_name),
+    downstream = spliced_losses_many(model, saes, contexts, cfg.hook_name)
+    for folder, sae, losses in zip(args.dictionaries, saes, downstream):
+        report = {**reconstruction_report(sae, acts), **losses,
                   "n_contexts": len(contexts), "skip_contexts": args.skip_contexts,
                   "corpus": str(args.corpus)}
         (Path(folder) / "eval.json").write_text(json.dumps(report, indent=2))
