@@ -160,26 +160,25 @@ def test_sweep__killed_mid_run_and_rerun_equals_uninterrupted(setup, tmp_path):
     assert leftovers == []
 
 
-def test_sweep__shards_in_one_dir_equal_the_unsharded_run(setup, tmp_path):
-    cfg = load_config(setup["config"])
-    out = tmp_path / "sharded"
-    for i in range(2):
-        run_sweep(cfg, out, shard=(i, 2), progress=False)
-    assert cell_answers(out) == cell_answers(setup["reference"])
-
-
-def test_sweep__merge_of_separate_shard_dirs_equals_the_unsharded_run(setup, tmp_path):
+def test_sweep__shards_merge_to_the_unsharded_run(setup, tmp_path):
+    """Shards in separate dirs combined with --merge, and shards sharing one dir, both give
+    exactly the unsharded run's rows."""
     parts = [tmp_path / f"part{i}" for i in range(2)]
     for i, part in enumerate(parts):
         assert main(["sweep", str(setup["config"]), "--out", str(part), "--shard", f"{i}/2",
                      "--no-progress"]) == 0
+    assert finished_cells(parts[0]).isdisjoint(finished_cells(parts[1]))
     merged = tmp_path / "merged"
     assert main(["sweep", "--merge", *map(str, parts), "--out", str(merged)]) == 0
     assert cell_answers(merged) == cell_answers(setup["reference"])
     assert merge_runs(parts, merged) == 0  # merging again copies nothing
+    # shard 1 into shard 0's dir: a shared RUN_DIR (fitted directions reused, not refitted)
+    stamp = (parts[0] / "directions" / "iti.fold0.safetensors").stat().st_mtime_ns
+    run_sweep(load_config(setup["config"]), parts[0], shard=(1, 2), progress=False)
+    assert cell_answers(parts[0]) == cell_answers(setup["reference"])
+    assert (parts[0] / "directions" / "iti.fold0.safetensors").stat().st_mtime_ns == stamp
     other = tmp_path / "other"
-    other.mkdir()
-    (other / "cells").mkdir()
+    (other / "cells").mkdir(parents=True)
     (other / "run.json").write_text(json.dumps({"identity": {"config": "x"}}))
     with pytest.raises(Exception, match="different config"):
         merge_runs([other], merged)
