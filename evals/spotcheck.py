@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.errors import InputError
-from evals.runs import check_run_dir, judge_slug, load_answers, read_jsonl, write_text_atomic
+from evals.runs import check_run_dir, judge_slug, load_answers, write_text_atomic
 from evals.truthfulqa import TruthfulQA
 
 LABEL_COLUMNS = ("truthful", "informative")
@@ -71,19 +71,26 @@ def _verdict_of(value: Any) -> str | None:
     return None
 
 
-def read_verdicts(run_dir: Path, judge: str | None = None
+def read_verdicts(run_dir: Path, judge: str | None = None,
+                  hashes: dict[tuple[str, int], str] | None = None
                   ) -> tuple[str | None, dict[tuple[str, int], tuple[str | None, str | None]]]:
     """(judge id, {(cell_id, question_id): (truthful, informative)}) from RUN_DIR/scores/.
 
     With ``judge`` unset and one scores file, that file; with several, ``judge`` must pick one
-    (a judge id, its file-name slug, or the file's name). Later rows override earlier ones.
+    (a judge id, its file-name slug, or the file's name). Rows are read with
+    ``evals.scores.load_scores`` (latest row per answer); ``hashes``, when given, is filled
+    with each scored answer's ``answer_sha256``.
     """
+    from evals.scores import load_scores
+
     folder = Path(run_dir) / "scores"
-    files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+    files = sorted(f for f in folder.glob("*.jsonl") if not f.name.endswith(".runs.jsonl")) \
+        if folder.is_dir() else []
     if judge is not None:
         wanted = {judge, judge_slug(judge), judge.removesuffix(".jsonl")}
         files = [f for f in files if f.stem in wanted] or [
-            f for f in files if any(r.get("judge_id") == judge for r in read_jsonl(f)[:1])]
+            f for f in files if any(r.get("judge_id") == judge
+                                    for r in list(load_scores(f).values())[:1])]
         if not files:
             raise InputError(f"--judge {judge}: no scores by that judge in {folder} "
                              "(score the run with `truthsteer judge RUN_DIR --judge …` first)")
@@ -94,13 +101,12 @@ def read_verdicts(run_dir: Path, judge: str | None = None
                          f"({', '.join(f.stem for f in files)}); pick one with --judge")
     verdicts: dict[tuple[str, int], tuple[str | None, str | None]] = {}
     judge_id = None
-    for row in read_jsonl(files[0]):
-        if "cell_id" not in row or "question_id" not in row:
-            continue
+    for (cell, qid), row in load_scores(files[0]).items():
         judge_id = row.get("judge_id", judge_id)
-        verdicts[(str(row["cell_id"]), int(row["question_id"]))] = (
-            _verdict_of(row.get("truthful", row.get("truthful_verdict"))),
-            _verdict_of(row.get("informative", row.get("informative_verdict"))))
+        verdicts[(str(cell), int(qid))] = (_verdict_of(row.get("truthful")),
+                                           _verdict_of(row.get("informative")))
+        if hashes is not None and row.get("answer_sha256"):
+            hashes[(str(cell), int(qid))] = row["answer_sha256"]
     return judge_id or files[0].stem, verdicts
 
 
@@ -196,8 +202,16 @@ def sample_run(run_dir: str | os.PathLike, n: int = 100, judge: str | None = Non
                seed: int = 0, truthfulqa: TruthfulQA | None = None) -> tuple[list[Path], dict]:
     """Draw and write a spot-check sample of a run; returns (paths, summary)."""
     path = check_run_dir(run_dir)
-    judge_id, verdicts = read_verdicts(path, judge)
-    items = draw_sample(load_answers(path), verdicts, truthfulqa, n, seed)
+    from evals.scores import answer_sha256
+
+    hashes: dict[tuple[str, int], str] = {}
+    judge_id, verdicts = read_verdicts(path, judge, hashes)
+    answers = load_answers(path)
+    for row in answers:  # a verdict on an answer that has since changed does not count
+        key = (str(row["cell_id"]), int(row["question_id"]))
+        if key in hashes and hashes[key] != answer_sha256(str(row.get("answer", ""))):
+            verdicts.pop(key, None)
+    items = draw_sample(answers, verdicts, truthfulqa, n, seed)
     meta = {"n": len(items), "seed": seed, "judge_id": judge_id,
             "stratified_by": ["cell_id"] + (["judge truthful verdict"] if verdicts else []),
             "key": f"{path.resolve()}|{seed}|{len(items)}"}

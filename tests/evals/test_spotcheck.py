@@ -6,6 +6,7 @@ import pytest
 
 from evals.errors import InputError
 from evals.runs import write_cell
+from evals.scores import answer_sha256
 from evals.spotcheck import (
     allocate,
     draw_sample,
@@ -75,6 +76,9 @@ def test_read_verdicts__several_judges_need_a_choice(tmp_path):
     tq = tiny_truthfulqa()
     run = make_run(tmp_path, {"A": 4}, tq, scores={"j1": {("A", 0): "yes"},
                                                      "j2": {("A", 0): "no"}})
+    (run / "scores" / "j1.runs.jsonl").write_text('{"requests": 1}\n')  # usage log, not scores
+    with open(run / "scores" / "j2.jsonl", "a") as fh:
+        fh.write('{"cell_id": "A", "question_id": 1, "trut')  # a torn last line is skipped
     with pytest.raises(InputError, match="several judges"):
         read_verdicts(run)
     judge_id, verdicts = read_verdicts(run, "j2")
@@ -220,3 +224,18 @@ def test_label_page__clicks_keys_save_and_import_in_headless_chromium(tmp_path):
     assert main(["spotcheck", "import", str(run), str(target)]) == 0
     stored = {r["id"]: (r["truthful"], r["informative"]) for r in read_human_labels(run)}
     assert stored == saved
+
+
+def test_sample_run__verdict_on_a_changed_answer_does_not_count(tmp_path):
+    tq = tiny_truthfulqa()
+    run = make_run(tmp_path, {"A": 2}, tq)
+    (run / "scores").mkdir()
+    rows = [{"cell_id": "A", "question_id": q, "judge_id": "j", "prompt_version": "v",
+             "answer_sha256": sha, "truthful": {"verdict": "yes"},
+             "informative": {"verdict": "yes"}}
+            for q, sha in ((0, answer_sha256("answer 0 of A")), (1, answer_sha256("old text")))]
+    (run / "scores" / "j.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    paths, _ = sample_run(run, n=2, truthfulqa=tq)
+    items = {it["id"]: it for it in json.loads(paths[2].read_text())["items"]}
+    assert items["A/0"]["judge_truthful"] == "yes"
+    assert items["A/1"]["judge_truthful"] is None
