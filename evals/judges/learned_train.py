@@ -11,6 +11,7 @@ fit) and the judge's agreement on them is stored too.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,13 +22,22 @@ import numpy as np
 from evals.errors import InputError
 from evals.judges.learned import (
     KINDS,
+    REF_POLY,
     Answer,
     Featurizer,
     LearnedJudge,
     LearnedJudgeConfig,
+    block_inputs,
     predict,
 )
-from evals.judges.learned_fit import agreement_report, fit_block, fit_combiner, group_folds, sigmoid
+from evals.judges.learned_fit import (
+    PolyExpansion,
+    agreement_report,
+    fit_block,
+    fit_combiner,
+    group_folds,
+    sigmoid,
+)
 from evals.labels import LabelRow, is_reference_answer, match_questions, question_key
 from evals.truthfulqa import TruthfulQA
 
@@ -51,7 +61,8 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
                         tq: TruthfulQA, cfg: LearnedJudgeConfig,
                         model_loader: Callable | None = None, progress: bool = True,
                         name: str = "learned", sources: Sequence[str] = (),
-                        holdout_frac: float = 0.0) -> LearnedJudge:
+                        holdout_frac: float = 0.0,
+                        feature_cache: str | os.PathLike | None = "auto") -> LearnedJudge:
     """Fit a judge on the labels; its ``info`` holds counts, choices and measured agreement."""
     from tqdm.auto import tqdm
 
@@ -86,12 +97,16 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
         q = tq.questions[pairs[i][0]]
         answers.append(Answer(q.question, pairs[i][1], q.correct_answers, q.incorrect_answers,
                               q.best_answer))
-    featurizer = Featurizer(cfg, model_loader)
+    featurizer = Featurizer(cfg, model_loader, feature_cache)
     feats = featurizer(answers, progress=progress, desc="training the learned judge")
     feature_s = time.perf_counter() - started
 
     started = time.perf_counter()
-    models, info_kinds, cv_report, held_report = {}, {}, {}, {}
+    models: dict[str, Any] = {}
+    info_kinds, cv_report, held_report = {}, {}, {}
+    if cfg.ref_degree == 2:
+        train_rows = [position[i] for i in train_pairs]
+        models[REF_POLY] = PolyExpansion.fit(feats["ref"][train_rows])
     n_fits = len(KINDS) * (cfg.folds * (len(cfg.ref_c_grid) + (len(cfg.c_grid)
                                         if "probe" in cfg.blocks else 0)) + len(cfg.blocks))
     with tqdm(total=n_fits, desc="fitting (grouped CV)", unit="fit", disable=not progress) as bar:
@@ -111,7 +126,8 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
             fits = {}
             for block in cfg.blocks:
                 grid = cfg.ref_c_grid if block == "ref" else cfg.c_grid
-                fits[block] = fit_block(feats[block][idx], y, folds, grid, tick=bar.update)
+                x = block_inputs(models, {block: feats[block][idx]}, block)
+                fits[block] = fit_block(x, y, folds, grid, tick=bar.update)
                 models[f"{kind}.{block}"] = fits[block].model
             oof = np.stack([fits[b].oof_logit for b in cfg.blocks], axis=1)
             models[f"{kind}.combiner"], cv_logit = fit_combiner(oof, y, folds)
@@ -149,6 +165,6 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
         "heldout_question_keys": sorted(question_key(tq.questions[q].question) for q in held),
         "seconds": {"features": round(feature_s, 1), "fit": round(fit_s, 1)},
     }
-    judge = LearnedJudge(cfg, models, info, model_loader, name=name)
+    judge = LearnedJudge(cfg, models, info, model_loader, name=name, feature_cache=feature_cache)
     judge.featurize = featurizer  # reuse the models already loaded
     return judge

@@ -185,7 +185,7 @@ def run_train(args: argparse.Namespace) -> int:
             recipe["probe_layers"] = tuple(int(x) for x in args.layers.split(","))
         except ValueError:
             raise InputError(f"--layers {args.layers!r}: give comma-separated integers, "
-                             "e.g. 8,15") from None
+                             "e.g. 8,12") from None
     if args.max_answers is not None:
         recipe["max_train_answers"] = args.max_answers
     if args.folds is not None:

@@ -8,7 +8,7 @@ from evals.errors import InputError
 from evals.judges.base import JudgeItem
 from evals.judges.features import PROBE_SUFFIX, ProbePrompt, probe_features
 from evals.judges.learned import LearnedJudge, LearnedJudgeConfig, load_or_build_default
-from evals.judges.learned_fit import LinearModel, fit_block, group_folds
+from evals.judges.learned_fit import LinearModel, PolyExpansion, fit_block, group_folds
 from evals.judges.learned_train import split_questions, train_learned_judge
 from evals.labels import question_key, read_labels
 from evals.truthfulqa import load_csv
@@ -72,6 +72,21 @@ def test_fit_block__recovers_planted_signal_with_grouped_folds():
     np.testing.assert_allclose(again.logit(x), fit.model.logit(x), rtol=1e-4, atol=1e-4)
 
 
+def test_poly_expansion__lets_a_linear_model_learn_an_interaction():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 3))
+    y = ((x[:, 0] > 0) ^ (x[:, 1] > 0)).astype(int)  # XOR: no linear signal at all
+    folds = group_folds(np.arange(600), 3)
+    linear = fit_block(x, y, folds, (1.0,))
+    poly = PolyExpansion.fit(x)
+    expanded = fit_block(poly(x), y, folds, (1.0,))
+    assert poly(x).shape == (600, 3 + 6)
+    assert ((linear.oof_logit > 0) == y).mean() < 0.6
+    assert ((expanded.oof_logit > 0) == y).mean() > 0.85
+    again = PolyExpansion.from_arrays(poly.to_arrays("p"), "p")
+    np.testing.assert_allclose(again(x), poly(x), rtol=1e-5, atol=1e-5)
+
+
 def test_split_questions__seeded_fraction():
     held = split_questions(list(range(100)) * 3, 0.2, seed=1)
     assert len(held) == 20 and held == split_questions(list(range(100)), 0.2, seed=1)
@@ -97,8 +112,9 @@ def test_learned_judge__trains_on_human_labels_saves_safetensors_and_reloads(tmp
     loader = lambda name: (m.hf_model, m.tokenizer)
     cfg = LearnedJudgeConfig(probe_model="tiny", probe_layers=(1,), folds=3,
                              c_grid=(0.01, 0.1), ref_c_grid=(1.0,))
+    cache = tmp_path / "features.sqlite"
     judge = train_learned_judge(truth, info, tq, cfg, loader, progress=False,
-                                holdout_frac=0.25, name="t")
+                                holdout_frac=0.25, name="t", feature_cache=cache)
     cv = judge.agreement["cv"]
     # MiniLM reference similarities carry real signal about human truth labels
     assert cv["truthful"]["all"]["kappa"] > 0.3 and cv["truthful"]["all"]["auc"] > 0.7
@@ -109,7 +125,7 @@ def test_learned_judge__trains_on_human_labels_saves_safetensors_and_reloads(tmp
 
     path = judge.save(tmp_path / "judge")
     assert sorted(p.name for p in path.iterdir()) == ["cfg.json", "weights.safetensors"]
-    loaded = LearnedJudge.load(path, model_loader=loader)
+    loaded = LearnedJudge.load(path, model_loader=loader, feature_cache=cache)
     assert loaded.judge_id.startswith("learned:t@")
     assert loaded.agreement["cv"]["truthful"]["all"]["kappa"] == pytest.approx(
         cv["truthful"]["all"]["kappa"])
@@ -125,6 +141,12 @@ def test_learned_judge__trains_on_human_labels_saves_safetensors_and_reloads(tmp
         assert r1.truthful.verdict in ("yes", "no") and 0 <= r1.informative.p_yes <= 1
     assert a[0].truthful.p_yes > a[1].truthful.p_yes  # a correct reference beats an incorrect one
     assert q.question in a[0].truthful.prompt
+    assert loaded.featurize._embedder is None  # every feature came from the cache
+    other = tiny_llama(n_layers=2, seed=1)  # same name, other weights: no stale features
+    fresh = LearnedJudge.load(path, model_loader=lambda name: (other.hf_model, other.tokenizer),
+                              feature_cache=cache)
+    assert fresh.featurize.space("probe") != loaded.featurize.space("probe")
+    assert fresh.featurize.space("ref") == loaded.featurize.space("ref")
 
 
 def test_learned_judge__load_rejects_a_non_judge_folder(tmp_path):
