@@ -87,21 +87,45 @@ def export_csv(run_dir: str | os.PathLike, out: str | os.PathLike) -> int:
     return len(rows)
 
 
+def _paired(desc: dict[str, Any], base: dict[str, Any] | None, key: str) -> dict[str, Any]:
+    """Paired difference of a per-question MC metric against the baseline (shared questions)."""
+    from evals.metrics import paired_difference_ci
+
+    if base is None or desc is base:
+        return {}
+    mine, theirs = desc.get("mc_per_question") or {}, base.get("mc_per_question") or {}
+    if key not in mine or key not in theirs:
+        return {}
+    ref = dict(zip(theirs["question_id"], theirs[key]))
+    pairs = [(v, ref[q]) for q, v in zip(mine["question_id"], mine[key]) if q in ref]
+    if len(pairs) < 2:
+        return {}
+    diff, lo, hi = paired_difference_ci([a for a, _ in pairs], [b for _, b in pairs])
+    return {f"d_{key}": diff, f"d_{key}_ci": [lo, hi]}
+
+
 def cell_summary(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """One dict per finished cell: direction, hook, magnitude and its metrics."""
+    """One dict per finished cell: direction, hook, magnitude, its metrics and, when the run
+    has a baseline cell, the paired MC1/MC2 differences from it (mean and 95% t-interval over
+    the questions both scored)."""
+    cells = list(iter_cells(run_dir))
+    base = next((d for d, _ in cells if d["cell_id"] == "baseline"), None)
     out = []
-    for desc, rows in iter_cells(run_dir):
+    for desc, rows in cells:
         m = desc.get("metrics", {})
         out.append({"cell_id": desc["cell_id"], "direction": desc["direction"],
                     "hook": desc["hook"], "magnitude": desc["magnitude"],
-                    "n_answers": len(rows), **{k: m.get(k) for k in
-                                               ("mc1", "mc2", "mc3", "n_mc", "ce", "kl")}})
+                    "n_answers": len(rows),
+                    **{k: m.get(k) for k in ("mc1", "mc2", "mc3", "n_mc", "ce", "kl")},
+                    **_paired(desc, base, "mc1"), **_paired(desc, base, "mc2")})
     return out
 
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return "-" if math.isnan(v) else f"{v:.3f}"
+    if isinstance(v, list) and len(v) == 2:
+        return f"[{v[0]:+.3f}, {v[1]:+.3f}]"
     return "-" if v is None else str(v)
 
 
@@ -110,9 +134,14 @@ def summary_markdown(run_dir: str | os.PathLike) -> str:
     cells = cell_summary(run_dir)
     cells.sort(key=lambda c: (c["direction"] != "none", c["direction"], c["hook"],
                               c["magnitude"]))
-    cols = ("direction", "hook", "magnitude", "mc1", "mc2", "ce", "kl", "n_mc", "n_answers")
+    for c in cells:
+        for key in ("mc1", "mc2"):
+            d, ci = c.get(f"d_{key}"), c.get(f"d_{key}_ci")
+            c[f"Δ{key} [95% CI]"] = "-" if d is None else f"{d:+.3f} {_fmt(ci)}"
+    cols = ("direction", "hook", "magnitude", "mc1", "Δmc1 [95% CI]", "mc2", "Δmc2 [95% CI]",
+            "ce", "kl", "n_mc", "n_answers")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(_fmt(c[k]) for k in cols) + " |" for c in cells]
+    lines += ["| " + " | ".join(_fmt(c.get(k)) for k in cols) + " |" for c in cells]
     return "\n".join(lines)
 
 

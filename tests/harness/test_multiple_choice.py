@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from evals.truthfulqa import load_csv
-from harness.multiple_choice import answer_logprobs, common_prefix_length, mc_items, score_mc
+from harness.multiple_choice import (_cache_kwarg, _output_cache, answer_logprobs,
+                                     common_prefix_length, mc_items, score_mc)
 from harness.steering import Intervention, hooks
 from tests.helpers import tiny_llama, truthfulqa_csv
 
@@ -17,7 +18,8 @@ def naive_logprob(model, prompt, answer, interventions) -> float:
     """log p(answer | prompt), prompt and answer run as two passes (the counter's view)."""
     with torch.no_grad(), hooks(model, interventions):
         out = model.hf_model(input_ids=torch.tensor([prompt]), use_cache=True)
-        out2 = model.hf_model(input_ids=torch.tensor([answer]), past_key_values=out.past_key_values)
+        out2 = model.hf_model(input_ids=torch.tensor([answer]),
+                              **{_cache_kwarg(model): _output_cache(out)})
     logits = torch.cat([out.logits, out2.logits], dim=1)[0].double()
     logp = torch.log_softmax(logits, -1)
     n = len(prompt)

@@ -115,6 +115,18 @@ def test_run_sweep__metrics_baseline_has_zero_kl_and_kl_grows(setup):
     md, rnd = descs["md__blocks.1.hook_resid_post__m3"], descs["rnd__blocks.1.hook_resid_post__m3"]
     assert md["coefficients"] == rnd["coefficients"]
     assert md["metrics"]["kl"] != rnd["metrics"]["kl"]
+    # the summary's paired difference from the baseline, recomputed from the stored per-question
+    from harness.sweep_export import cell_summary, summary_markdown
+
+    summary = {c["cell_id"]: c for c in cell_summary(setup["reference"])}
+    mine, ref = md["mc_per_question"], descs["baseline"]["mc_per_question"]
+    assert mine["question_id"] == ref["question_id"]
+    expected = sum(a - b for a, b in zip(mine["mc2"], ref["mc2"])) / len(ref["mc2"])
+    got = summary["md__blocks.1.hook_resid_post__m3"]
+    assert got["d_mc2"] == pytest.approx(expected)
+    assert got["d_mc2_ci"][0] <= got["d_mc2"] <= got["d_mc2_ci"][1]
+    assert "d_mc2" not in summary["baseline"]
+    assert "Δmc2 [95% CI]" in summary_markdown(setup["reference"])
 
 
 def test_run_sweep__other_config_on_the_same_dir_is_an_error(setup, tmp_path):
