@@ -45,17 +45,18 @@ class QuickstartConfig:
     truthfulqa: str | None = None
     human_labels: str | None = None   # TruthfulQA's human label folder, for the default judge
     dictionary: str | None = None     # an existing dictionary folder (else one is trained)
-    judge: str = "default"
+    judge: str = "auto"               # auto: the default judge if built, else the quick one
     model: str = EMBEDDED_MODEL
     device: str = "auto"
-    questions: int = 48               # answered / MC-scored questions (a seeded random subset)
-    feature_questions: int = 48       # other questions, used only to choose the feature
+    questions: int = 40               # answered / MC-scored questions (a seeded random subset)
+    feature_questions: int = 40       # other questions, used only to choose the feature
     layers: tuple[int, ...] = (8, 15, 22)
-    magnitudes: tuple[float, ...] = (0.0, 4.0, 8.0)
+    magnitudes: tuple[float, ...] = (0.0, 1.0, 3.0)  # std units (4+ breaks SmolLM2's fluency)
     dictionary_layer: int = 15
-    dictionary_tokens: int = 24_576   # activations cached for training
+    dictionary_tokens: int = 16_384   # activations cached for training
     train_tokens: int = 400_000       # training budget (the cached activations are reshuffled)
-    max_new_tokens: int = 40
+    max_new_tokens: int = 32
+    prompt_style: str = "auto"        # chat for chat models (short prompts), else the QA primer
     spotcheck: int = 30
     seed: int = 0
 
@@ -137,6 +138,16 @@ def corpus_text(tq, ids: list[int], max_chars: int = 400_000) -> str:
     return "\n".join(lines) + "\n"
 
 
+QUICK_JUDGE_NOTE = (
+    "Judge: the quick judge (the offline default judge's recipe without its language-model "
+    "probe: logistic regressions on all-MiniLM-L6-v2 similarities of each answer to the "
+    "reference answers, trained on TruthfulQA's human labels). It was used because the default "
+    "judge is not built on this machine yet and building it takes far longer than this "
+    "quickstart. Its measured agreement with people is in the run's fingerprint below. For the "
+    "default judge: `truthsteer judge OUT/run --judge default`, then `truthsteer report OUT/run "
+    "--judge <its id> --out OUT/report` (or rerun the quickstart with --judge default).")
+
+
 def _d(x: Any) -> str:
     return f"{x:+.2f}" if isinstance(x, (int, float)) and x == x else "n/a"
 
@@ -158,6 +169,7 @@ def report_notes(cfg: QuickstartConfig, meta: dict[str, Any]) -> list[str]:
            f"The dictionary is a 1x TopK trained on only {cfg.dictionary_tokens:,} tokens of "
            "TruthfulQA text (from questions outside the answered subset), so expect a weak, "
            "noisy feature."),
+        *([QUICK_JUDGE_NOTE] if meta.get("judge_name") == "quickstart" else []),
         "No human labels exist for this run yet: nothing here is corrected by people. Open "
         f"{meta.get('spotcheck_page', 'the spot-check page')} to label the drawn sample, import "
         "it with `truthsteer spotcheck import`, and rerun the report.",
@@ -226,6 +238,7 @@ def run_quickstart(cfg: QuickstartConfig, progress: bool = True, stream=None) ->
     def judge() -> str:
         j, judged, total = judge_answers(run_dir, cfg.judge, s["tq"], cfg, progress)
         s["judge_id"] = j.judge_id
+        s["judge_name"] = j.info.get("name") if hasattr(j, "info") else None
         return f"{j.judge_id}: judged {judged} of {total} answers"
 
     def spotcheck() -> str:
@@ -251,14 +264,18 @@ def run_quickstart(cfg: QuickstartConfig, progress: bool = True, stream=None) ->
                                     ("feature", feature), ("sweep", sweep), ("judge", judge),
                                     ("spot check", spotcheck), ("report", report)), 1):
         status.run(k, name, fn)
-    total = round(time.time() - status.start, 1)
-    _save_meta(out, cfg, {"pool": s["pool"], "data_sha256": s["tq"].sha256,
-                          "timings": status.timings, "seconds": total})
+    history = json.loads((out / "quickstart.json").read_text(encoding="utf-8")).get("runs", [])
+    history.append({"finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "seconds": round(time.time() - status.start, 1), "stages": status.timings})
+    _save_meta(out, cfg, {"pool": s["pool"], "data_sha256": s["tq"].sha256, "runs": history})
     return s["html"]
 
 
 def _save_meta(out: Path, cfg: QuickstartConfig, extra: dict[str, Any]) -> None:
+    """OUT/quickstart.json: settings, question pool and each (resumed) run's stage timings."""
     from evals.runs import write_json_atomic
 
-    write_json_atomic(out / "quickstart.json", {"identity": cfg.identity(),
-                                                "config": dataclasses.asdict(cfg), **extra})
+    path = out / "quickstart.json"
+    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    write_json_atomic(path, {"identity": cfg.identity(), "config": dataclasses.asdict(cfg),
+                             "runs": old.get("runs", []), **extra})

@@ -5,6 +5,7 @@ feature search, the sweep config, and judging through evals.judges / evals.score
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,7 @@ folds = 2             # mean-diff directions for fold f are fitted on the other 
 [generation]
 max_new_tokens = {cfg.max_new_tokens}
 batch_size = 16
-prompt_style = "qa"
+prompt_style = {q(cfg.prompt_style)}  # MC1/MC2 always use the QA primer
 
 [metrics]
 answers = true
@@ -138,9 +139,10 @@ magnitudes = [{signed}]  # signed so that + favours the feature's true-answer si
 """
 
 
-def judge_answers(run_dir: Path, spec: str, tq, cfg: QuickstartConfig, progress: bool) -> Any:
-    """Score every unscored answer of the run with the judge ``spec`` names; returns the judge."""
-    from evals.judges import JudgeItem, judge_incrementally, make_judge
+def judge_answers(run_dir: Path, spec: str, tq, cfg: QuickstartConfig, progress: bool
+                  ) -> tuple[Any, int, int]:
+    """Score every unscored answer of the run; returns (judge, answers judged now, answers)."""
+    from evals.judges import JudgeItem, judge_incrementally
     from evals.runs import load_answers, scores_path
     from evals.scores import ScoreWriter, load_scores, missing, score_row
     from harness.config import ModelConfig
@@ -154,13 +156,7 @@ def judge_answers(run_dir: Path, spec: str, tq, cfg: QuickstartConfig, progress:
             loaded[name] = (m.hf_model, m.tokenizer)
         return loaded[name]
 
-    if spec == "default":
-        from evals.judges.learned import load_or_build_default
-
-        judge = load_or_build_default(model_loader=model_loader, truthfulqa=tq,
-                                      labels_dir=cfg.human_labels, progress=progress)
-    else:
-        judge = make_judge(spec, model_loader=model_loader, truthfulqa=tq)
+    judge = make_quickstart_judge(spec, model_loader, tq, cfg.human_labels, progress)
     answers = load_answers(run_dir)
     path = scores_path(run_dir, judge.judge_id)
     todo = missing(answers, load_scores(path, judge.prompt_version))
@@ -173,4 +169,75 @@ def judge_answers(run_dir: Path, spec: str, tq, cfg: QuickstartConfig, progress:
         if items:
             judge_incrementally(judge, items, lambda i, res: writer.write(score_row(todo[i], res)),
                                 progress=progress)
+    info = getattr(judge, "info", None)
+    if isinstance(info, dict):  # the judge's measured agreement travels with the run's scores
+        from evals.runs import write_json_atomic
+
+        write_json_atomic(path.with_name(path.stem + ".judge.json"), {
+            "judge_id": judge.judge_id, "prompt_version": judge.prompt_version,
+            "name": info.get("name"), "agreement": info.get("agreement", {}),
+            "recipe": dataclasses.asdict(judge.cfg) if dataclasses.is_dataclass(
+                getattr(judge, "cfg", None)) else None})
     return judge, len(items), len(answers)
+
+
+def _label_files_key(tq, labels_dir: str | None, recipe) -> tuple[Path, tuple[Path, Path], str]:
+    import hashlib
+
+    from evals.judges.learned import default_cache_root
+    from evals.labels import default_label_files, files_digest
+
+    root = default_cache_root()
+    files = default_label_files(labels_dir, root)
+    key = hashlib.sha256(json.dumps([files_digest(list(files)), tq.sha256,
+                                     recipe.to_dict()]).encode()).hexdigest()[:12]
+    return root, files, key
+
+
+def default_judge_built(tq, labels_dir: str | None) -> bool:
+    """Whether the offline default judge is already in the cache (same key as
+    evals.judges.learned.load_or_build_default computes)."""
+    from evals.judges.learned import CFG_FILE, DEFAULT_RECIPE
+
+    try:
+        root, _, key = _label_files_key(tq, labels_dir, DEFAULT_RECIPE)
+    except Exception:  # labels absent and not downloadable: the default cannot be built either
+        return False
+    return (root / "judges" / f"default-{key}" / CFG_FILE).is_file()
+
+
+QUICK_RECIPE = {"probe_model": None}  # MiniLM reference-similarity features only
+
+
+def quick_judge(model_loader, tq, labels_dir: str | None, progress: bool):
+    """The default judge's recipe without its LLM probe: trained on the same human labels in a
+    minute or two instead of the probe's tens of minutes, and cached the same way."""
+    from evals.judges.learned import CFG_FILE, LearnedJudge, LearnedJudgeConfig
+    from evals.judges.learned_train import train_learned_judge
+    from evals.labels import read_labels
+
+    recipe = LearnedJudgeConfig(**QUICK_RECIPE)
+    root, (truth, info), key = _label_files_key(tq, labels_dir, recipe)
+    folder = root / "judges" / f"quickstart-{key}"
+    if not (folder / CFG_FILE).is_file():
+        judge = train_learned_judge(read_labels(truth), read_labels(info), tq, recipe,
+                                    model_loader, progress=progress, name="quickstart",
+                                    sources=[str(truth), str(info)])
+        judge.save(folder)
+    return LearnedJudge.load(folder, model_loader)
+
+
+def make_quickstart_judge(spec: str, model_loader, tq, labels_dir: str | None, progress: bool):
+    """``auto``: the default judge when it is built, else the quick judge; ``quick``; ``default``
+    (built on first use); or any judge spec evals.judges.make_judge knows."""
+    from evals.judges import make_judge
+    from evals.judges.learned import load_or_build_default
+
+    if spec == "auto":
+        spec = "default" if default_judge_built(tq, labels_dir) else "quick"
+    if spec == "quick":
+        return quick_judge(model_loader, tq, labels_dir, progress)
+    if spec == "default":
+        return load_or_build_default(model_loader=model_loader, truthfulqa=tq,
+                                     labels_dir=labels_dir, progress=progress)
+    return make_judge(spec, model_loader=model_loader, truthfulqa=tq)

@@ -88,7 +88,7 @@ def _corrected(row: HeadlineRow, kind: str) -> str | list:
 
 
 def _marks(r: HeadlineRow) -> str | list:
-    return [("mark", "; ".join(r.marks))] if r.marks else ""
+    return [("mark", "\n".join(r.marks))] if r.marks else ""
 
 
 def _config_cells(r: HeadlineRow) -> list[str]:

@@ -51,7 +51,11 @@ def fingerprint(run) -> list[tuple[str, str]]:
     gen, dat = config.get("generation") or {}, config.get("data") or {}
     directions = ", ".join(f"{d.get('name')} ({d.get('kind')})"
                            for d in config.get("directions") or [])
-    cfg_text = (f"{config_digest(config)} — questions {dat.get('questions')}, folds "
+    questions = dat.get("questions")
+    if isinstance(questions, list):
+        shown = ", ".join(map(str, questions[:6])) + (", …" if len(questions) > 6 else "")
+        questions = f"{len(questions)} ids ({shown})"
+    cfg_text = (f"{config_digest(config)} — questions {questions}, folds "
                 f"{dat.get('folds')}, max_new_tokens {gen.get('max_new_tokens')}, prompt "
                 f"{info.get('prompt_style', gen.get('prompt_style'))}; directions: "
                 f"{directions or 'none'}") if config else "unknown (no run.json)"

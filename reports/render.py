@@ -63,7 +63,7 @@ class Document:
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em auto;
-max-width:1400px;padding:0 1em;color:#1d1d1f;line-height:1.45}
+max-width:1800px;padding:0 1em;color:#1d1d1f;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:2em;border-bottom:1px solid #ddd}
 h3{margin-top:1.4em}
 .scroll{overflow-x:auto}
@@ -80,9 +80,10 @@ caption{text-align:left;font-weight:600;padding:.3em 0}
 code{background:#f2f2f5;padding:0 .2em;border-radius:3px}
 p.note{background:#f5f8ff;border-left:4px solid #6b8cd6;padding:.4em .8em}
 p.warn{background:#fff6e5;border-left:4px solid #e0a030;padding:.4em .8em}
-figure{margin:1em 0}figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.85em;color:#555}
-.mark{color:#1a7f37;font-weight:600}
+figure{display:inline-block;vertical-align:top;margin:1em 1.5em 1em 0;max-width:100%}
+figure img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.85em;color:#555;max-width:40em}
+.mark{color:#1a7f37;font-weight:600;white-space:nowrap}
 """
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -167,6 +168,8 @@ def _spans_md(spans: Span | Sequence[Span]) -> str:
             wrap = {"code": "`", "b": "**", "em": "*", "mark": "**"}.get(style, "")
             if style == "small":
                 text = str(text).replace("\n", " ")
+            if style == "mark":
+                text = str(text).replace("\n", "; ")
             if style == "code":
                 text = str(text).replace("`", "'").replace("|", "\\|").replace("\n", " ")
                 out.append(f"`{text}`")

@@ -22,7 +22,7 @@ def register(sub) -> None:
         "quickstart", help="run the whole pipeline on a small subset and write a report",
         description="On the embedded model: a small TruthfulQA subset, a mean-difference "
         "direction and a dictionary feature (a small dictionary is trained unless --dictionary "
-        "is given) at a few layers x magnitudes, MC1/MC2 + CE/KL, the offline default judge, a "
+        "is given) at a few layers x magnitudes, MC1/MC2 + CE/KL, the offline judge, a "
         "spot-check sample and the report. Resumable: rerun the same command to continue.")
     p.add_argument("--out", default=d.out, metavar="DIR", help=f"output folder (default {d.out})")
     p.add_argument("--truthfulqa", default=None, metavar="PATH",
@@ -34,7 +34,10 @@ def register(sub) -> None:
     p.add_argument("--dictionary", default=None, metavar="DIR",
                    help="use this dictionary folder instead of training a small one")
     p.add_argument("--judge", default=d.judge, metavar="J",
-                   help="judge spec (default: the offline default judge)")
+                   help="auto (default): the offline default judge if it is built on this "
+                   "machine, else the quick judge (its recipe without the LLM probe, built in a "
+                   "minute or two); quick; default (built on first use: slow); or any "
+                   "`truthsteer judge` spec")
     p.add_argument("--model", default=d.model, help="model (default: the embedded one)")
     p.add_argument("--device", default=d.device)
     p.add_argument("--questions", type=int, default=d.questions, metavar="N",
