@@ -227,8 +227,10 @@ def build_document(runs: list[RunData], n_examples: int = DEFAULT_EXAMPLES,
                    notes: list[str] | None = None) -> Document:
     doc = Document("truthsteer report")
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    for note in notes or []:
-        doc.add(Para((note,), css="note"))
+    for note in notes or []:  # `backticks` mark commands; everything is escaped regardless
+        parts = note.split("`")
+        doc.add(Para(tuple(("code", p) if i % 2 else p for i, p in enumerate(parts) if p),
+                     css="note"))
     doc.add(Para((f"{len(runs)} run(s), generated {stamp}. ", CI_NOTE)))
     doc.add(Heading(2, "Runs", anchor="runs"))
     prints = [fingerprint(r) for r in runs]
