@@ -79,7 +79,9 @@ class DictionaryConfig:
 class TrainConfig:
     """How to train: budget, batch, Adam, schedules, dead-feature handling, logging.
 
-    ``n_tokens`` is the training budget; a finite source shorter than that (an activation
+    ``lr`` defaults to ``0.05 / sqrt(d_in)`` (Adam; 2.1e-3 for d_in = 576): weights scale as
+    ``1 / sqrt(d_in)``, so a fixed step size would be too small for narrow inputs or too large
+    for wide ones. ``n_tokens`` is the training budget; a finite source shorter than that (an activation
     file) is reshuffled and repeated. The learning rate warms up linearly over
     ``lr_warmup_steps`` and decays linearly to zero over the last ``lr_decay_fraction`` of the
     steps; the L1 coefficient warms up over the first ``l1_warmup_fraction``. A feature is dead
@@ -90,7 +92,7 @@ class TrainConfig:
 
     n_tokens: int = 2_000_000
     batch_size: int = 4096
-    lr: float = 1e-3
+    lr: float | None = None
     adam_betas: tuple[float, float] = (0.9, 0.999)
     lr_warmup_steps: int = 50
     lr_decay_fraction: float = 0.2
@@ -108,7 +110,8 @@ class TrainConfig:
                f"n_tokens={self.n_tokens} must be >= 1")
         _check(isinstance(self.batch_size, int) and self.batch_size >= 1,
                f"batch_size={self.batch_size} must be >= 1")
-        _check(_finite_positive(self.lr), f"lr={self.lr} must be a positive number")
+        _check(self.lr is None or _finite_positive(self.lr),
+               f"lr={self.lr} must be a positive number (or None: 0.05 / sqrt(d_in))")
         _check(len(self.adam_betas) == 2 and all(0 <= b < 1 for b in self.adam_betas),
                f"adam_betas={self.adam_betas} must be two numbers in [0, 1)")
         _check(self.lr_warmup_steps >= 0, f"lr_warmup_steps={self.lr_warmup_steps} must be >= 0")
@@ -120,6 +123,10 @@ class TrainConfig:
         _check(self.resample_every >= 1, f"resample_every={self.resample_every} must be >= 1")
         _check(self.log_every >= 1, f"log_every={self.log_every} must be >= 1")
         _check(self.eval_tokens >= 0, f"eval_tokens={self.eval_tokens} must be >= 0")
+
+    def lr_for(self, d_in: int) -> float:
+        """The learning rate for inputs of width ``d_in``."""
+        return self.lr if self.lr is not None else 0.05 / math.sqrt(d_in)
 
     @property
     def n_steps(self) -> int:

@@ -41,7 +41,9 @@ class Dictionary(nn.Module):
         self.rescale_acts_by_decoder_norm = rescale_acts_by_decoder_norm
         self.activation_scale = float(activation_scale)
         d_in, d_sae = cfg.d_in, cfg.d_sae
-        gen = torch.Generator().manual_seed(cfg.seed)
+        # The size enters the seed: dictionaries of different widths trained side by side must
+        # not start from the same directions (that alone would make them look alike by MMCS).
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + d_sae * 7919 + d_in)
         w_dec = torch.randn(d_sae, d_in, generator=gen, dtype=torch.float32)
         w_dec /= w_dec.norm(dim=1, keepdim=True)
         kw = {"dtype": dtype, "device": device}

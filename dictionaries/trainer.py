@@ -57,7 +57,8 @@ class DictionaryTrainer:
         self.cfg, self.train_cfg = cfg, train_cfg
         self.sae = Dictionary(cfg, device=device)
         params = [self.sae.W_enc, self.sae.b_enc, self.sae.W_dec, self.sae.b_dec]
-        self.optimizer = torch.optim.Adam(params, lr=train_cfg.lr, betas=train_cfg.adam_betas)
+        self.base_lr = train_cfg.lr_for(cfg.d_in)
+        self.optimizer = torch.optim.Adam(params, lr=self.base_lr, betas=train_cfg.adam_betas)
         self.tokens_since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
         self.threshold_seen = False
         self.n_resampled = 0
@@ -74,7 +75,7 @@ class DictionaryTrainer:
         decay_start = n_steps * (1 - t.lr_decay_fraction)
         if t.lr_decay_fraction > 0 and step >= decay_start:
             factor *= max(0.0, (n_steps - step) / (n_steps - decay_start))
-        return t.lr * factor
+        return self.base_lr * factor
 
     def l1_at(self, step: int) -> float:
         warm = self.train_cfg.l1_warmup_fraction * self.train_cfg.n_steps

@@ -52,7 +52,7 @@ def register(subparsers) -> None:
     tr.add_argument("--k", type=int, help="active features per token (topk/batchtopk; default 32)")
     tr.add_argument("--tokens", type=int, help="training tokens (default 2,000,000)")
     tr.add_argument("--batch-size", type=int, help="tokens per step (default 4096)")
-    tr.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
+    tr.add_argument("--lr", type=float, help="Adam learning rate (default 0.05 / sqrt(d_in))")
     tr.add_argument("--eval-tokens", type=int, help="held-out tokens for metrics (default 65536)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", required=True, help="output folder (one subfolder per dictionary)")
