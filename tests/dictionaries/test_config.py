@@ -47,3 +47,8 @@ def test_train_config__round_trips_through_json_lists():
 def test_activation_config__needs_room_for_bos():
     with pytest.raises(DictionaryConfigError, match="context_size"):
         ActivationConfig(hook_name="blocks.0.hook_resid_post", context_size=1)
+
+
+def test_train_config__default_lr_scales_with_width():
+    assert TrainConfig().lr_for(576) == pytest.approx(0.05 / 24)
+    assert TrainConfig(lr=1e-3).lr_for(576) == 1e-3
