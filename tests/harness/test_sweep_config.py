@@ -112,3 +112,26 @@ def test_shipped_example_configs_parse():
     for path in examples:
         cfg = load_config(path)
         assert expand_grid(cfg)[0].cell_id == BASELINE
+
+
+def test_expand_grid__feature_specs_default_to_the_dictionary_hook(tmp_path):
+    import json
+
+    flat, saelens6 = tmp_path / "flat", tmp_path / "v6"
+    flat.mkdir()
+    saelens6.mkdir()
+    (flat / "cfg.json").write_text(json.dumps({"hook_name": "blocks.3.hook_resid_post"}))
+    (saelens6 / "cfg.json").write_text(json.dumps({"metadata": {"hook_name": "blocks.5.hook_mlp_out"}}))
+    cfg = parse_config(base_config(directions=[
+        {"name": "f1", "kind": "spec", "spec": f"feature:{flat}:7"},
+        {"name": "f2", "kind": "spec", "spec": f"feature:{saelens6}:2", "magnitudes": [0, -4]},
+        {"name": "f3", "kind": "spec", "spec": f"feature:{flat}:1",
+         "hooks": ["blocks.4.hook_resid_post"]}]))
+    ids = [c.cell_id for c in expand_grid(cfg)]
+    assert "f1__blocks.3.hook_resid_post__m2" in ids
+    assert "f2__blocks.5.hook_mlp_out__m-4" in ids
+    assert "f3__blocks.4.hook_resid_post__m1" in ids
+    bad = parse_config(base_config(directions=[
+        {"name": "f", "kind": "spec", "spec": f"feature:{tmp_path / 'none'}:1"}]))
+    with pytest.raises(ConfigError, match="no dictionary cfg.json"):
+        expand_grid(bad)
