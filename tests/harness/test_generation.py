@@ -32,7 +32,7 @@ def plain_hf():
 @pytest.mark.parametrize("style", ["chat", "qa"])
 def test_generate_answers__magnitude_zero_equals_plain_hf_generate(questions, plain_hf, style):
     model = embedded_model()
-    cfg = GenerationConfig(max_new_tokens=40, batch_size=N_QUESTIONS, prompt_style=style)
+    cfg = GenerationConfig(max_new_tokens=32, batch_size=N_QUESTIONS, prompt_style=style)
     vec = random_direction(0, model.d_model)
     ivs = [Intervention("blocks.3.hook_resid_post", vec, 0.0),
            Intervention("blocks.5.attn.hook_z", vec[:64], 0.0, head=1)]
@@ -56,17 +56,17 @@ def test_generate_answers__magnitude_zero_equals_plain_hf_generate(questions, pl
 def test_generate_answers__batching_does_not_change_greedy_answers_much(questions):
     """Batch of 8 vs one at a time: left padding may flip rare near-ties, never most answers."""
     model = embedded_model()
-    batched = generate_answers(model, questions, GenerationConfig(max_new_tokens=24,
-                               batch_size=8, prompt_style="qa"), progress=False)
-    single = generate_answers(model, questions, GenerationConfig(max_new_tokens=24,
-                              batch_size=1, prompt_style="qa"), progress=False)
+    batched = generate_answers(model, questions, GenerationConfig(max_new_tokens=16,
+                               batch_size=8, prompt_style="chat"), progress=False)
+    single = generate_answers(model, questions, GenerationConfig(max_new_tokens=16,
+                              batch_size=1, prompt_style="chat"), progress=False)
     same = sum(a["answer"] == b["answer"] for a, b in zip(batched, single))
     assert same >= N_QUESTIONS - 1
 
 
 def test_generate_answers__answers_change_more_as_magnitude_grows(questions):
     model = embedded_model()
-    cfg = GenerationConfig(max_new_tokens=24, batch_size=N_QUESTIONS, prompt_style="chat")
+    cfg = GenerationConfig(max_new_tokens=16, batch_size=N_QUESTIONS, prompt_style="chat")
     vec = random_direction(7, model.d_model)
     base = generate_answers(model, questions, cfg, progress=False)
     changed_tokens = []
