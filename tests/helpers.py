@@ -86,3 +86,11 @@ def tiny_llama_folder(path, **kwargs) -> Path:
     model.hf_model.save_pretrained(path)
     model.tokenizer.save_pretrained(path)
     return path
+
+
+def save_tiny_llama(folder: Path) -> Path:
+    """Write ``tiny_llama()`` as an HF model folder (what ``--model FOLDER`` loads)."""
+    model = tiny_llama()
+    model.hf_model.save_pretrained(folder)
+    model.tokenizer.save_pretrained(folder)
+    return folder

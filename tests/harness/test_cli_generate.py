@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from harness.cli import main
-from tests.helpers import tiny_llama, truthfulqa_csv
+from tests.helpers import save_tiny_llama, truthfulqa_csv
 
 ROW_KEYS = {"question_id", "question", "model", "hook", "direction", "magnitude", "positions",
             "prompt_token_ids", "answer_token_ids", "answer"}
@@ -17,11 +17,7 @@ ROW_KEYS = {"question_id", "question", "model", "hook", "direction", "magnitude"
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    model = tiny_llama()
-    model.hf_model.save_pretrained(folder)
-    model.tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny"))
 
 
 def _generate(tiny_folder, out, *extra):

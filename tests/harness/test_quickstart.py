@@ -14,13 +14,9 @@ from harness.sweep_config import parse_config
 
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
-    from tests.helpers import tiny_llama
+    from tests.helpers import save_tiny_llama
 
-    folder = tmp_path_factory.mktemp("tiny")
-    model = tiny_llama()
-    model.hf_model.save_pretrained(folder)
-    model.tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny"))
 
 
 def _cfg(tiny_folder, out, **kw) -> QuickstartConfig:

@@ -44,13 +44,9 @@ def write_rule_scores(run_dir: Path, answers: list[dict], judge_id: str = RULE_J
 
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory):
-    from tests.helpers import tiny_llama
+    from tests.helpers import save_tiny_llama
 
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    model = tiny_llama()
-    model.hf_model.save_pretrained(folder)
-    model.tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="session")
