@@ -11,7 +11,9 @@ From initialisation (``--warm-steps 0``) both run dense; once training has made 
 activations sparse, ours switches to sparse products (see dictionaries/steps.py), so the
 ratio after warm-up steps is the one that matters for a whole run. ``--init DIR`` starts
 both sides from the same trained ReLU dictionary (its weights put back in training units, the
-same input scale for both), which measures such steady-state steps directly. The matmul limit is this machine's measured fp32 GEMM rate divided by the
+same input scale for both), which measures such steady-state steps directly.
+
+The matmul limit is this machine's measured fp32 GEMM rate divided by the
 ``10 * d_in * d_sae`` FLOPs a training token needs (forward 2 and backward 3 matmuls of
 ``2 * d_in * d_sae`` each), measured between the runs too, because the machine may be shared.
 
@@ -168,7 +170,8 @@ def worker_matmul(args) -> dict:
 # ----------------------------------------------------------------------------- driver
 def ensure_saelens_venv() -> None:
     if VENV_PYTHON.exists():
-        probe = subprocess.run([str(VENV_PYTHON), "-c", "import sae_lens"], capture_output=True)
+        probe = subprocess.run([str(VENV_PYTHON), "-c", "import sae_lens"], capture_output=True,
+                               check=False)
         if probe.returncode == 0:
             return
     print(f"creating {VENV} (torch==2.13.0 first, then sae-lens) ...", file=sys.stderr)
@@ -214,7 +217,8 @@ def default_activations(n_tokens: int) -> Path:
 def run_worker(python: str, kind: str, args, extra: list[str]) -> dict:
     cmd = [python, str(Path(__file__).resolve()), "--worker", kind, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(REPO))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(REPO),
+                         check=False)
     if out.returncode != 0:
         raise SystemExit(f"{kind} worker failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -254,13 +258,15 @@ def main() -> int:
     if args.init:
         args.expansion = json.loads((Path(args.init) / "cfg.json").read_text())["d_sae"] / d_in
     d_sae = int(d_in * args.expansion)
-    common = [*(["--init", str(args.init)] if args.init else []), "--activations", str(acts), "--expansion", str(args.expansion), "--batch-size",
+    common = [*(["--init", str(args.init)] if args.init else []),
+              "--activations", str(acts), "--expansion", str(args.expansion), "--batch-size",
               str(args.batch_size), "--steps", str(args.steps), "--warm-steps",
               str(args.warm_steps), "--lr", str(args.lr), "--l1",
               str(args.l1), "--threads", str(args.threads), "--d-in", str(d_in)]
     print(f"activations {acts} [{n} x {d_in}], d_sae {d_sae}, batch {args.batch_size}, "
           f"{args.steps} timed steps after {args.warm_steps} untimed"
-          f"{' from ' + str(args.init) if args.init else ' from initialisation'}, {args.threads} threads, "
+          f"{' from ' + str(args.init) if args.init else ' from initialisation'}, "
+          f"{args.threads} threads, "
           f"{args.repeats} alternating runs")
     rows = []
     for rep in range(args.repeats):

@@ -94,12 +94,13 @@ def _load_dataset(datasets: Any, source: str, name: str, split: str) -> Any:
     """``datasets.load_dataset`` streaming one split (hub ids and folders of data files)."""
     try:
         return datasets.load_dataset(source, split=split, streaming=True)
-    except Exception as err:  # hub unreachable, unknown id, ...: a bad --corpus value
+    except Exception as err:  # noqa: BLE001 - hub unreachable, unknown id: a bad --corpus
         raise DictionaryConfigError(f"--corpus {name}: could not load dataset "
                                     f"({str(err).splitlines()[0][:160]})") from None
 
 
-def iter_contexts(texts: Iterable[str], tokenizer: Any, context_size: int) -> Iterator[torch.Tensor]:
+def iter_contexts(texts: Iterable[str], tokenizer: Any, context_size: int
+                  ) -> Iterator[torch.Tensor]:
     """Token contexts [context_size]: BOS + ``context_size - 1`` tokens of EOS-joined text."""
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
     eos = tokenizer.eos_token_id
@@ -257,13 +258,13 @@ def load_activations(path: str | Path) -> torch.Tensor:
             raise FileNotFoundError(2, "no such file", str(file))
         try:
             with safe_open(str(file), framework="pt") as fh:
-                if ACTIVATIONS_KEY not in fh.keys():
+                if ACTIVATIONS_KEY not in fh.keys():  # noqa: SIM118 - safe_open has no __contains__
                     raise DictionaryConfigError(
                         f"{file}: no tensor named {ACTIVATIONS_KEY!r} (has {', '.join(fh.keys())})")
                 parts.append(fh.get_tensor(ACTIVATIONS_KEY))
         except DictionaryConfigError:
             raise
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - any read failure means a bad input file
             raise DictionaryConfigError(f"{file}: not a readable safetensors file ({err})"
                                         ) from None
     acts = torch.cat(parts) if len(parts) > 1 else parts[0]

@@ -81,8 +81,8 @@ class TrainConfig:
 
     ``lr`` defaults to ``0.05 / sqrt(d_in)`` (Adam; 2.1e-3 for d_in = 576): weights scale as
     ``1 / sqrt(d_in)``, so a fixed step size would be too small for narrow inputs or too large
-    for wide ones. ``n_tokens`` is the training budget; a finite source shorter than that (an activation
-    file) is reshuffled and repeated. The learning rate warms up linearly over
+    for wide ones. ``n_tokens`` is the training budget; a finite source shorter than that (an
+    activation file) is reshuffled and repeated. The learning rate warms up linearly over
     ``lr_warmup_steps`` and decays linearly to zero over the last ``lr_decay_fraction`` of the
     steps; the L1 coefficient warms up over the first ``l1_warmup_fraction``. A feature is dead
     when it has not fired for ``dead_after_tokens`` tokens: ReLU dictionaries resample dead

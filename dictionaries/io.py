@@ -135,7 +135,7 @@ def load_dictionary(path: str | Path, device: torch.device | str = "cpu") -> Dic
     k = cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k") or 32
     try:
         state = load_file(str(weights_file), device="cpu")
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any read failure means a bad input file
         raise DictionaryConfigError(f"{weights_file}: not a readable safetensors file ({err})"
                                     ) from None
     try:
@@ -145,7 +145,7 @@ def load_dictionary(path: str | Path, device: torch.device | str = "cpu") -> Dic
     ours = meta.get("truthsteer_config")
     dcfg = from_dict(DictionaryConfig, ours) if isinstance(ours, dict) else DictionaryConfig(
         d_in=d_in, d_sae=d_sae, architecture=arch if arch != "jumprelu" else "batchtopk",
-        k=max(1, min(d_sae, int(round(float(k))))),
+        k=max(1, min(d_sae, round(float(k)))),
         model_name=str(meta.get("model_name") or cfg.get("model_name") or ""),
         hook_name=str(meta.get("hook_name") or cfg.get("hook_name") or cfg.get("hook_point")
                       or ""))

@@ -74,10 +74,10 @@ def inspect_feature(sae: Dictionary, feature: int, *, model: Any = None,
 def format_report(report: dict[str, Any]) -> str:
     """Plain text for a terminal."""
     d = report["dictionary"]
-    lines = [f"feature {report['feature']} of {d['architecture']} dictionary "
-             f"{d['d_in']}x{d['d_sae']} at {d['hook_name'] or '?'} ({d['model_name'] or '?'})",
-             f"decoder norm {report['decoder_norm']:.4g}, encoder bias "
-             f"{report['encoder_bias']:.4g}"]
+    lines = [(f"feature {report['feature']} of {d['architecture']} dictionary "
+              f"{d['d_in']}x{d['d_sae']} at {d['hook_name'] or '?'} ({d['model_name'] or '?'})"),
+             (f"decoder norm {report['decoder_norm']:.4g}, encoder bias "
+              f"{report['encoder_bias']:.4g}")]
     if "logit_lens" in report:
         lens = report["logit_lens"]
         if lens["removed"]:

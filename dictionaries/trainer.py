@@ -205,7 +205,8 @@ def train(cfgs: list[DictionaryConfig], batches: Iterable[torch.Tensor], train_c
     trainers = [DictionaryTrainer(c, train_cfg, device) for c in cfgs]
     for trainer in trainers:
         trainer.initialize(sample * scale)
-    logs = [open(p, "a") if p else None for p in (log_paths or [None] * len(cfgs))]
+    logs = [open(p, "a") if p else None  # noqa: SIM115 - closed in the finally below
+            for p in (log_paths or [None] * len(cfgs))]
     start = time.perf_counter()
     tokens = 0
     step = 0

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from dictionaries.config import (ActivationConfig, DictionaryConfig, DictionaryConfigError,
-                                 TrainConfig, from_dict, to_dict)
+from dictionaries.config import (
+    ActivationConfig,
+    DictionaryConfig,
+    DictionaryConfigError,
+    TrainConfig,
+    from_dict,
+    to_dict,
+)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -52,7 +52,8 @@ def test_compute_grads__match_autograd(arch):
         p.grad = None
     loss = _autograd_loss(sae, x, 0.7, dead, 3)
     loss.backward()
-    assert result.mse + 0.7 * result.sparsity + result.aux == pytest.approx(float(loss.detach()), rel=1e-12)
+    total = result.mse + 0.7 * result.sparsity + result.aux
+    assert total == pytest.approx(float(loss.detach()), rel=1e-12)
     for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
         torch.testing.assert_close(mine[name], getattr(sae, name).grad, rtol=1e-10, atol=1e-12)
 
