@@ -50,6 +50,7 @@ KINDS = ("truthful", "informative")
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "weights.safetensors"
 EMBEDDED_PROBE_MODEL = "smollm2-135m-instruct"
 REF_POLY = "ref_poly"
+CHUNK = 512  # probe features are cached every CHUNK answers
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,11 @@ class LearnedJudgeConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LearnedJudgeConfig:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"learned judge recipe: unknown key(s) {', '.join(unknown)} "
+                             "(made by a newer truthsteer?)")
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -169,11 +174,7 @@ class Featurizer:
                 have = cache.get_many(self.space(block), keys) if cache else {}
                 todo = {k: a for k, a in zip(keys, answers) if k not in have}
                 if todo:
-                    computed = self._compute(block, list(todo.values()), progress, desc)
-                    fresh = dict(zip(todo, computed))
-                    if cache:
-                        cache.put_many(self.space(block), fresh)
-                    have.update(fresh)
+                    have.update(self._compute(block, todo, cache, progress, desc))
                 width = len(REF_FEATURE_NAMES) if block == "ref" else (
                     len(self.cfg.probe_layers) * int(self._lm()[0].config.hidden_size))
                 out[block] = (np.stack([have[k] for k in keys]).astype(np.float32) if keys
@@ -183,10 +184,13 @@ class Featurizer:
                 cache.close()
         return out
 
-    def _compute(self, block: str, answers: Sequence[Answer], progress: bool,
-                 desc: str) -> np.ndarray:
+    def _compute(self, block: str, todo: dict[str, Answer], cache: FeatureCache | None,
+                 progress: bool, desc: str) -> dict[str, np.ndarray]:
+        """Features of ``todo`` {key: answer}, stored in ``cache`` as they are computed (probe
+        features chunk by chunk, so an interrupted build keeps what it finished)."""
         from tqdm.auto import tqdm
 
+        answers = list(todo.values())
         if block == "ref":
             if self._embedder is None:
                 self._embedder = SentenceEmbedder()
@@ -196,16 +200,30 @@ class Featurizer:
             with tqdm(total=len(texts), desc=f"{desc}: MiniLM", unit="text",
                       disable=not progress) as bar:
                 vecs = dict(zip(sorted(texts), self._embedder.embed(sorted(texts), bar.update)))
-            return np.stack([reference_features(a.question, a.answer, a.correct, a.incorrect,
-                                                a.best, vecs.__getitem__) for a in answers])
+            fresh = dict(zip(todo, (reference_features(
+                a.question, a.answer, a.correct, a.incorrect, a.best, vecs.__getitem__)
+                for a in answers)))
+            if cache:
+                cache.put_many(self.space(block), fresh)
+            return fresh
         model, tok = self._lm()
         prompt = self.cfg.prompt
-        prefixes = [prompt.prefix(a.question, a.correct, a.incorrect) for a in answers]
-        with tqdm(total=len(answers), desc=f"{desc}: {self.cfg.probe_model} features",
+        prefix = {k: prompt.prefix(a.question, a.correct, a.incorrect) for k, a in todo.items()}
+        ordered = sorted(todo, key=lambda k: prefix[k])  # a question's answers stay together
+        fresh = {}
+        with tqdm(total=len(ordered), desc=f"{desc}: {self.cfg.probe_model} features",
                   unit="ans", disable=not progress) as bar:
-            return probe_features(model, tok, prefixes, [a.answer for a in answers],
-                                  self.cfg.probe_layers, self.cfg.batch_size,
-                                  self.cfg.max_answer_tokens, bar.update)
+            for start in range(0, len(ordered), CHUNK):
+                chunk = ordered[start:start + CHUNK]
+                feats = probe_features(model, tok, [prefix[k] for k in chunk],
+                                       [todo[k].answer for k in chunk], self.cfg.probe_layers,
+                                       self.cfg.batch_size, self.cfg.max_answer_tokens,
+                                       bar.update)
+                part = dict(zip(chunk, feats))
+                if cache:
+                    cache.put_many(self.space(block), part)
+                fresh.update(part)
+        return fresh
 
 
 def block_inputs(models: dict[str, Any], feats: dict[str, np.ndarray], block: str) -> np.ndarray:
@@ -284,6 +302,8 @@ class LearnedJudge:
             record = _json_safe({"recipe": self.cfg.to_dict(), **info})
             (tmp / CFG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True,
                                                    allow_nan=False) + "\n")
+            for p in (tmp, tmp / CFG_FILE, tmp / WEIGHTS_FILE):
+                p.chmod(0o755 if p.is_dir() else 0o644)  # mkdtemp makes 0700: others may read
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)

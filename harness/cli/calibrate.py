@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_JUDGE = "default"
+SUBSETS = ("all", "model_written", "reference")
 
 
 def register(sub) -> None:
@@ -33,6 +34,8 @@ def register(sub) -> None:
     c.add_argument("--out", required=True, metavar="SCORES.jsonl",
                    help="one row per input line, in order")
     c.add_argument("--device", default="auto", help="device of local judge models")
+    c.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (on a shared machine 1 can be much faster)")
     c.set_defaults(func=run_calibrate)
 
     t = sub.add_parser("judge-train", help="train a learned judge on human labels",
@@ -59,6 +62,8 @@ def register(sub) -> None:
     t.add_argument("--limit", type=int, default=None, metavar="N",
                    help="first N lines of each label file (quick trials)")
     t.add_argument("--device", default="auto", help="device of the probe model")
+    t.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (on a shared machine 1 can be much faster)")
     t.set_defaults(func=run_train)
 
 
@@ -76,6 +81,17 @@ def model_loader_for(device: str):
     return lambda name: _load(name, device)
 
 
+def apply_threads(threads: int | None) -> None:
+    from evals.errors import InputError
+
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads {threads}: must be at least 1")
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _fmt(x: float | None, pct: bool = False) -> str:
     if x is None or math.isnan(x):
         return "  –  "
@@ -87,8 +103,11 @@ def agreement_table(report: dict[str, dict[str, dict]]) -> str:
     header = (f"{'kind':<12}{'rows':<15}{'n':>6}  {'acc':>5}  {'kappa':>5}  {'AUC':>5}  "
               f"{'judge':>6}  {'human':>6}  bias (95% CI)")
     lines = [header]
-    for kind, subsets in report.items():
-        for subset, a in subsets.items():
+    kinds = sorted(report, key=lambda k: (k != "truthful", k))
+    for kind in kinds:
+        subsets = report[kind]
+        for subset in sorted(subsets, key=lambda s: (SUBSETS.index(s) if s in SUBSETS else 9, s)):
+            a = subsets[subset]
             lines.append(
                 f"{kind:<12}{subset:<15}{a['n']:>6}  {_fmt(a['accuracy'])}  {_fmt(a['kappa'])}  "
                 f"{_fmt(a['auc'])}  {_fmt(a['judge_rate'], True)}  {_fmt(a['human_rate'], True)}"
@@ -105,6 +124,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from evals.runs import write_jsonl_atomic
     from evals.truthfulqa import load_truthfulqa
 
+    apply_threads(args.threads)
     out = Path(args.out)
     if out.suffix != ".jsonl":
         raise InputError(f"--out {out}: give a .jsonl file name")
@@ -177,6 +197,7 @@ def run_train(args: argparse.Namespace) -> int:
     from evals.labels import parse_prompt, question_key, read_labels
     from evals.truthfulqa import load_truthfulqa
 
+    apply_threads(args.threads)
     recipe = DEFAULT_RECIPE.to_dict()
     if args.probe_model is not None:
         recipe["probe_model"] = None if args.probe_model.lower() == "none" else args.probe_model

@@ -13,10 +13,12 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("calibrate")
     folder = small_label_folder(root, n_questions=16)
     out = root / "judge"
-    code = main(["judge-train", "--human-truth", str(folder / "human_truth_dev.jsonl"),
-                 "--human-info", str(folder / "human_info_dev.jsonl"),
-                 "--truthfulqa", str(truthfulqa_csv()), "--out", str(out),
-                 "--holdout-frac", "0.25", "--probe-model", "none", "--folds", "3"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRUTHSTEER_CACHE", str(root / "cache"))  # the feature cache, not ~/.cache
+        code = main(["judge-train", "--human-truth", str(folder / "human_truth_dev.jsonl"),
+                     "--human-info", str(folder / "human_info_dev.jsonl"),
+                     "--truthfulqa", str(truthfulqa_csv()), "--out", str(out),
+                     "--holdout-frac", "0.25", "--probe-model", "none", "--folds", "3"])
     assert code == 0
     return root, folder, out
 
@@ -32,8 +34,9 @@ def test_judge_train__writes_judge_heldout_labels_and_reports_cv(trained, capsys
     assert 0 < len(held) < len(all_lines) and set(held) <= set(all_lines)
 
 
-def test_calibrate__heldout_rows_in_order_with_agreement(trained, capsys):
+def test_calibrate__heldout_rows_in_order_with_agreement(trained, capsys, monkeypatch):
     root, _folder, out = trained
+    monkeypatch.setenv("TRUTHSTEER_CACHE", str(root / "cache"))
     scores = root / "scores.jsonl"
     capsys.readouterr()
     code = main(["calibrate", "--judge", f"learned:{out}", "--human",
@@ -52,8 +55,9 @@ def test_calibrate__heldout_rows_in_order_with_agreement(trained, capsys):
         assert row["kind"] == "truthful" and row["human"] in ("yes", "no")
 
 
-def test_calibrate__warns_when_judge_trained_on_these_questions(trained, capsys):
+def test_calibrate__warns_when_judge_trained_on_these_questions(trained, capsys, monkeypatch):
     root, folder, out = trained
+    monkeypatch.setenv("TRUTHSTEER_CACHE", str(root / "cache"))
     capsys.readouterr()
     code = main(["calibrate", "--judge", f"learned:{out}", "--human",
                  str(folder / "human_info_dev.jsonl"), "--truthfulqa", str(truthfulqa_csv()),
