@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 
 from evals.errors import InputError
+from evals.judges.featurizer import Answer, Featurizer
 from evals.judges.learned import (
     KINDS,
     REF_POLY,
-    Answer,
-    Featurizer,
     LearnedJudge,
     LearnedJudgeConfig,
     block_inputs,

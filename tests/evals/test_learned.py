@@ -147,6 +147,15 @@ def test_learned_judge__trains_on_human_labels_saves_safetensors_and_reloads(tmp
                               feature_cache=cache)
     assert fresh.featurize.space("probe") != loaded.featurize.space("probe")
     assert fresh.featurize.space("ref") == loaded.featurize.space("ref")
+    # interleaved questions (as a run's cells come): results stay in input order, stream out
+    q2 = tq.questions[1]
+    mixed = [items[0], JudgeItem(q2.question, q2.best_answer, q2.correct_answers,
+                                 q2.incorrect_answers, q2.best_answer), items[1], items[2]]
+    streamed = {}
+    got = loaded.judge(mixed, progress=False, on_result=streamed.__setitem__)
+    assert sorted(streamed) == [0, 1, 2, 3] and [streamed[i] for i in range(4)] == got
+    assert got[0].truthful.p_yes == pytest.approx(a[0].truthful.p_yes, abs=1e-6)
+    assert got[2].truthful.p_yes == pytest.approx(a[1].truthful.p_yes, abs=1e-6)
 
 
 def test_learned_judge__load_rejects_a_non_judge_folder(tmp_path):
