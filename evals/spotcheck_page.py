@@ -4,7 +4,8 @@ Every text from the run or the data is HTML-escaped into the page; the page's on
 carries a CSP nonce, so no other script (say, one hidden in an answer) could run even if it
 got in. Keys: t / f = true / false, i / u = informative / not, j / k (or the arrow keys) =
 next / previous item; the labels persist in the browser (localStorage) and "Save labels.csv"
-downloads them as ``id,truthful,informative``. The judge's verdicts are not shown.
+downloads them as ``id,truthful,informative``. Labelling is blind: neither the judge's verdicts
+nor the configuration (the id holds the cell id) is shown.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def render_page(items, title: str = "Spot check", key: str = "") -> str:
     for n, it in enumerate(items, 1):
         sections.append(f"""
 <section class="item" data-id="{esc(it.id)}">
-  <div class="meta">item {n} · id {esc(it.id)}</div>
+  <div class="meta">item {n} of {len(items)}</div>
   <h2>{esc(it.question)}</h2>
   <div class="answer">{esc(it.answer) or "<em>(empty answer)</em>"}</div>
   <div class="refs">
