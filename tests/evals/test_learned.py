@@ -183,7 +183,8 @@ def test_load_or_build_default__builds_once_with_the_embedded_model_then_loads(t
     assert len(built) == 1 and (built[0] / "weights.safetensors").exists()
     cv = judge.agreement["cv"]["truthful"]
     assert {"all", "model_written"} <= set(cv)
-    assert question_key(tq.questions[0].question) not in judge.training_questions or True
+    label_questions = {r.question for r in read_labels(folder / "human_truth_dev.jsonl")}
+    assert judge.training_questions == {question_key(q) for q in label_questions}
     again = load_or_build_default(model_loader=loader, truthfulqa=tq, labels_dir=folder,
                                   cache_dir=tmp_path / "cache", progress=False)
     assert again.judge_id == judge.judge_id and calls == ["smollm2-135m-instruct"]
