@@ -176,3 +176,29 @@ def usage_totals(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
             if isinstance(v, int):
                 total[k] = total.get(k, 0) + v
     return total
+
+
+def judge_record_path(score_path: str | os.PathLike) -> Path:
+    """``scores/<slug>.judge.json``: what is known about the judge behind ``<slug>.jsonl``."""
+    path = Path(score_path)
+    return path.with_name(path.stem + ".judge.json")
+
+
+def write_judge_record(score_path: str | os.PathLike, judge: Any) -> Path | None:
+    """Write the judge's id, prompt version, name, recipe and measured agreement with people
+    beside its scores (so a report shows the agreement wherever the scores appear). Only judges
+    that carry an ``info`` mapping (learned judges) have one; returns None for the others."""
+    import dataclasses
+
+    from evals.runs import write_json_atomic
+
+    info = getattr(judge, "info", None)
+    if not isinstance(info, Mapping):
+        return None
+    cfg = getattr(judge, "cfg", None)
+    recipe = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None
+    path = judge_record_path(score_path)
+    write_json_atomic(path, {"judge_id": judge.judge_id, "prompt_version": judge.prompt_version,
+                             "name": info.get("name"), "agreement": info.get("agreement", {}),
+                             "recipe": recipe})
+    return path

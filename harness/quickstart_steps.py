@@ -5,7 +5,6 @@ feature search, the sweep config, and judging through evals.judges / evals.score
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -144,7 +143,7 @@ def judge_answers(run_dir: Path, spec: str, tq, cfg: QuickstartConfig, progress:
     """Score every unscored answer of the run; returns (judge, answers judged now, answers)."""
     from evals.judges import JudgeItem, judge_incrementally
     from evals.runs import load_answers, scores_path
-    from evals.scores import ScoreWriter, load_scores, missing, score_row
+    from evals.scores import ScoreWriter, load_scores, missing, score_row, write_judge_record
     from harness.config import ModelConfig
     from harness.models import load_model
 
@@ -169,41 +168,20 @@ def judge_answers(run_dir: Path, spec: str, tq, cfg: QuickstartConfig, progress:
         if items:
             judge_incrementally(judge, items, lambda i, res: writer.write(score_row(todo[i], res)),
                                 progress=progress)
-    info = getattr(judge, "info", None)
-    if isinstance(info, dict):  # the judge's measured agreement travels with the run's scores
-        from evals.runs import write_json_atomic
-
-        write_json_atomic(path.with_name(path.stem + ".judge.json"), {
-            "judge_id": judge.judge_id, "prompt_version": judge.prompt_version,
-            "name": info.get("name"), "agreement": info.get("agreement", {}),
-            "recipe": dataclasses.asdict(judge.cfg) if dataclasses.is_dataclass(
-                getattr(judge, "cfg", None)) else None})
+    write_judge_record(path, judge)  # its measured agreement travels with the scores
     return judge, len(items), len(answers)
 
 
-def _label_files_key(tq, labels_dir: str | None, recipe) -> tuple[Path, tuple[Path, Path], str]:
-    import hashlib
-
-    from evals.judges.learned import default_cache_root
-    from evals.labels import default_label_files, files_digest
-
-    root = default_cache_root()
-    files = default_label_files(labels_dir, root)
-    key = hashlib.sha256(json.dumps([files_digest(list(files)), tq.sha256,
-                                     recipe.to_dict()]).encode()).hexdigest()[:12]
-    return root, files, key
-
-
 def default_judge_built(tq, labels_dir: str | None) -> bool:
-    """Whether the offline default judge is already in the cache (same key as
-    evals.judges.learned.load_or_build_default computes)."""
-    from evals.judges.learned import CFG_FILE, DEFAULT_RECIPE
+    """Whether the offline default judge is already in the cache."""
+    from evals.errors import InputError
+    from evals.judges.learned import CFG_FILE, DEFAULT_RECIPE, cached_judge_folder
 
     try:
-        root, _, key = _label_files_key(tq, labels_dir, DEFAULT_RECIPE)
-    except Exception:  # labels absent and not downloadable: the default cannot be built either
+        folder, _ = cached_judge_folder("default", DEFAULT_RECIPE, tq, labels_dir)
+    except (InputError, OSError):  # labels absent and not downloadable: it cannot be built
         return False
-    return (root / "judges" / f"default-{key}" / CFG_FILE).is_file()
+    return (folder / CFG_FILE).is_file()
 
 
 QUICK_RECIPE = {"probe_model": None}  # MiniLM reference-similarity features only
@@ -212,13 +190,17 @@ QUICK_RECIPE = {"probe_model": None}  # MiniLM reference-similarity features onl
 def quick_judge(model_loader, tq, labels_dir: str | None, progress: bool):
     """The default judge's recipe without its LLM probe: trained on the same human labels in a
     minute or two instead of the probe's tens of minutes, and cached the same way."""
-    from evals.judges.learned import CFG_FILE, LearnedJudge, LearnedJudgeConfig
+    from evals.judges.learned import (
+        CFG_FILE,
+        LearnedJudge,
+        LearnedJudgeConfig,
+        cached_judge_folder,
+    )
     from evals.judges.learned_train import train_learned_judge
     from evals.labels import read_labels
 
     recipe = LearnedJudgeConfig(**QUICK_RECIPE)
-    root, (truth, info), key = _label_files_key(tq, labels_dir, recipe)
-    folder = root / "judges" / f"quickstart-{key}"
+    folder, (truth, info) = cached_judge_folder("quickstart", recipe, tq, labels_dir)
     if not (folder / CFG_FILE).is_file():
         judge = train_learned_judge(read_labels(truth), read_labels(info), tq, recipe,
                                     model_loader, progress=progress, name="quickstart",

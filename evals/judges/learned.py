@@ -245,21 +245,35 @@ def _json_safe(obj: Any) -> Any:
 DEFAULT_RECIPE = LearnedJudgeConfig()
 
 
+def cached_judge_folder(name: str, recipe: LearnedJudgeConfig, truthfulqa: Any,
+                        labels_dir: str | os.PathLike | None = None,
+                        cache_dir: str | os.PathLike | None = None
+                        ) -> tuple[Path, tuple[Path, Path]]:
+    """Where a judge trained with ``recipe`` on the human labels (from ``labels_dir``, else
+    $TRUTHSTEER_HUMAN_LABELS, else downloaded) and ``truthfulqa``'s references is cached:
+    ``(CACHE/judges/<name>-<key>, (truth labels, info labels))``, the key hashing all three."""
+    from evals.labels import default_label_files, files_digest
+
+    root = default_cache_root(cache_dir)
+    truth_path, info_path = default_label_files(labels_dir, root)
+    key = hashlib.sha256(json.dumps([files_digest([truth_path, info_path]), truthfulqa.sha256,
+                                     recipe.to_dict()]).encode()).hexdigest()[:12]
+    return root / "judges" / f"{name}-{key}", (truth_path, info_path)
+
+
 def load_or_build_default(model_loader: Callable | None = None, truthfulqa: Any = None,
                           labels_dir: str | os.PathLike | None = None,
                           cache_dir: str | os.PathLike | None = None,
                           progress: bool = True) -> LearnedJudge:
     """The offline default judge: loaded from the cache, or trained there on first use."""
     from evals.judges.learned_train import train_learned_judge
-    from evals.labels import default_label_files, files_digest, read_labels
+    from evals.labels import read_labels
     from evals.truthfulqa import TruthfulQA, load_truthfulqa
 
-    root = default_cache_root(cache_dir)
     tq = truthfulqa if isinstance(truthfulqa, TruthfulQA) else load_truthfulqa(truthfulqa)
-    truth_path, info_path = default_label_files(labels_dir, root)
-    key = hashlib.sha256(json.dumps([files_digest([truth_path, info_path]), tq.sha256,
-                                     DEFAULT_RECIPE.to_dict()]).encode()).hexdigest()[:12]
-    folder = root / "judges" / f"default-{key}"
+    folder, (truth_path, info_path) = cached_judge_folder("default", DEFAULT_RECIPE, tq,
+                                                          labels_dir, cache_dir)
+    root = default_cache_root(cache_dir)
     features = root / "learned_features.sqlite"
     if (folder / CFG_FILE).is_file():
         return LearnedJudge.load(folder, model_loader, features)

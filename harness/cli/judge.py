@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         score_row,
         summarize,
         usage_totals,
+        write_judge_record,
     )
     from evals.truthfulqa import load_truthfulqa
 
@@ -178,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
     append_scores(path.with_name(f"{path.stem}.runs.jsonl"), [record])
 
     print(format_summary(summarize(answers, load_scores(path, judge.prompt_version))))
+    if write_judge_record(path, judge) is not None:
+        from reports.fingerprint import agreement_summary
+
+        print(f"judge agreement with people: {agreement_summary(judge.info)}")
     if not usage.get("requests") and not usage.get("cache_hits"):  # a local judge
         print(f"judged {len(items)} answers in {elapsed:.1f} s")
         print(f"scores: {path}")

@@ -11,7 +11,10 @@ from evals.judges.learned import LearnedJudge, LearnedJudgeConfig, load_or_build
 from evals.judges.learned_fit import LinearModel, PolyExpansion, fit_block, group_folds
 from evals.judges.learned_train import split_questions, train_learned_judge
 from evals.labels import question_key, read_labels
+from evals.scores import judge_record_path, write_judge_record
 from evals.truthfulqa import load_csv
+from reports.fingerprint import agreement_summary
+from reports.load import judge_info
 from tests.helpers import SHARED_TRUTHFULQA, tiny_llama, truthfulqa_csv
 
 
@@ -127,6 +130,14 @@ def test_learned_judge__trains_on_human_labels_saves_safetensors_and_reloads(tmp
     assert sorted(p.name for p in path.iterdir()) == ["cfg.json", "weights.safetensors"]
     loaded = LearnedJudge.load(path, model_loader=loader, feature_cache=cache)
     assert loaded.judge_id.startswith("learned:t@")
+    # beside a run's scores, the judge's measured agreement travels with it (reports read it)
+    scores = tmp_path / "run" / "scores" / "learned_t.jsonl"
+    scores.parent.mkdir(parents=True)
+    record = write_judge_record(scores, loaded)
+    assert record == judge_record_path(scores) and record.name == "learned_t.judge.json"
+    shown = judge_info(tmp_path / "run", loaded.judge_id, scores)
+    assert shown["judge_id"] == loaded.judge_id and shown["agreement"] == loaded.agreement
+    assert "κ" in agreement_summary(shown)
     assert loaded.agreement["cv"]["truthful"]["all"]["kappa"] == pytest.approx(
         cv["truthful"]["all"]["kappa"])
     q = tq.questions[0]
