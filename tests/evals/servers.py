@@ -60,6 +60,18 @@ class Received:
     fault: str
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up mid-request (a judge aborting on a fatal 401, a timeout fault) is
+    normal here: don't print socketserver's traceback for it (tests read stderr)."""
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 @dataclass
 class FaultServer:
     """``faults`` maps a substring of a prompt (or a tuple of substrings that must all occur)
@@ -152,7 +164,7 @@ class FaultServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout fault)
 
-        self._httpd = ThreadingHTTPServer((HOST, port), Handler)
+        self._httpd = _QuietServer((HOST, port), Handler)
         self._httpd.daemon_threads = True
         self._httpd.request_queue_size = 128
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
