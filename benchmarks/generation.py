@@ -3,8 +3,10 @@
 Prints tokens/s for: plain transformers ``generate`` (no hooks) and truthsteer's steered
 engine (ITI-like: 48 per-head interventions + one residual one, nonzero magnitudes) at batch 8 and
 32, and the steered engine at batch 1 (a one-question-at-a-time loop, as the ITI reference code
-does). Every configuration generates exactly ``--tokens`` new tokens per question (EOS is not
-allowed to end early), on the same prompts and batches; runs alternate and the median is kept.
+does). EOS may not end an answer early (``min_new_tokens``), so every configuration generates
+``--tokens`` new tokens per question; with ``--prompt qa`` the QA stop strings still end answers
+early, so tokens/s counts the tokens each answer really got (a finished row of a batch that is
+still running counts nothing). Same prompts and batches; runs alternate, the median is kept.
 
 Targets: steered/plain >= 0.9 at batch 8 and 32; steered batch 32 >= 4x the batch-1 loop.
 
@@ -54,20 +56,27 @@ def main() -> None:
         return GenerationConfig(max_new_tokens=args.tokens, min_new_tokens=args.tokens,
                                 batch_size=batch, prompt_style=args.prompt)
 
+    def produced(row: list[int]) -> int:
+        """Tokens an answer got: trailing padding (after a stop) does not count."""
+        while row and row[-1] == tok.pad_token_id and tok.pad_token_id != tok.eos_token_id:
+            row.pop()
+        return len(row)
+
     @torch.inference_mode()
     def plain(batch: int) -> float:
         kwargs = generate_kwargs(cfg(batch), tok, args.prompt)
-        start = time.perf_counter()
+        start, tokens = time.perf_counter(), 0
         for idx in plan_batches([len(p) for p in prompts], batch):
             ids, mask = pad_left([prompts[i] for i in idx], tok.pad_token_id, model.device)
-            model.hf_model.generate(input_ids=ids, attention_mask=mask, **kwargs)
-        return len(prompts) * args.tokens / (time.perf_counter() - start)
+            out = model.hf_model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+            tokens += sum(produced(r) for r in out[:, ids.shape[1]:].tolist())
+        return tokens / (time.perf_counter() - start)
 
     def steered(batch: int, n: int | None = None) -> float:
         qs = questions[:n] if n else questions
         start = time.perf_counter()
-        generate_answers(model, qs, cfg(batch), ivs, progress=False)
-        return len(qs) * args.tokens / (time.perf_counter() - start)
+        answers = generate_answers(model, qs, cfg(batch), ivs, progress=False)
+        return sum(len(a["generated_token_ids"]) for a in answers) / (time.perf_counter() - start)
 
     n_single = max(4, args.questions // 8)  # batch 1 is slow: fewer questions, same tokens/s
     steered(8, 8)  # warm-up
