@@ -112,6 +112,18 @@ def scores_path(run_dir: Path, judge_id: str) -> Path:
     return Path(run_dir) / "scores" / f"{judge_slug(judge_id)}.jsonl"
 
 
+RUN_LOG_SUFFIX = ".runs.jsonl"  # scores/<slug>.runs.jsonl: a judge's usage log, not scores
+
+
+def score_files(run_dir: str | os.PathLike) -> list[Path]:
+    """The judge score files of a run: ``scores/*.jsonl`` minus the judges' usage logs
+    (``<slug>.runs.jsonl``); ``<slug>.judge.json`` records are not ``.jsonl``."""
+    folder = Path(run_dir) / "scores"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.jsonl") if not p.name.endswith(RUN_LOG_SUFFIX))
+
+
 def load_run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(run_dir) / "run.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

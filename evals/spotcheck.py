@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.errors import InputError
-from evals.runs import check_run_dir, judge_slug, load_answers, write_text_atomic
+from evals.runs import check_run_dir, judge_slug, load_answers, score_files, write_text_atomic
 from evals.truthfulqa import TruthfulQA
 
 LABEL_COLUMNS = ("truthful", "informative")
@@ -84,8 +84,7 @@ def read_verdicts(run_dir: Path, judge: str | None = None,
     from evals.scores import load_scores
 
     folder = Path(run_dir) / "scores"
-    files = sorted(f for f in folder.glob("*.jsonl") if not f.name.endswith(".runs.jsonl")) \
-        if folder.is_dir() else []
+    files = score_files(run_dir)
     if judge is not None:
         wanted = {judge, judge_slug(judge), judge.removesuffix(".jsonl")}
         files = [f for f in files if f.stem in wanted] or [

@@ -35,11 +35,11 @@ def _verdict(value: Any) -> tuple[Any, Any]:
 def read_scores(run_dir: Path) -> dict[str, dict[tuple[str, int], dict[str, Any]]]:
     """{judge file stem: {(cell_id, question_id): {"truthful": v, "truthful_p_yes": p, ...,
     "answer_sha256": ...}}}."""
+    from evals.runs import score_files
     from evals.scores import load_scores
 
     out: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
-    folder = run_dir / "scores"
-    for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+    for path in score_files(run_dir):
         table = out.setdefault(path.stem, {})
         for key, row in load_scores(path).items():
             got: dict[str, Any] = {"answer_sha256": row.get("answer_sha256")}

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.errors import InputError
-from evals.runs import check_run_dir, iter_cells, judge_slug, load_run_info
-
-RUN_LOG_SUFFIX = ".runs.jsonl"  # scores/<slug>.runs.jsonl: a judge's usage log, not scores
+from evals.runs import check_run_dir, iter_cells, judge_slug, load_run_info, score_files
 
 
 @dataclass
@@ -35,14 +33,6 @@ class RunData:
     labels: list[dict[str, str]] = field(default_factory=list)
     judge_info: dict[str, Any] = field(default_factory=dict)
     spotcheck_sample: Path | None = None
-
-
-def score_files(run_dir: Path) -> list[Path]:
-    """The judge score files of a run (``scores/*.jsonl`` minus the judges' usage logs)."""
-    folder = run_dir / "scores"
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.glob("*.jsonl") if not p.name.endswith(RUN_LOG_SUFFIX))
 
 
 def _first_judge_id(path: Path) -> str | None:

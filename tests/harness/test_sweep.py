@@ -250,13 +250,19 @@ def test_export__csv_with_answers_and_judge_columns(setup, tmp_path, capsys):
         "truthful": {"verdict": "yes", "p_yes": 0.9},
         "informative": {"verdict": "no", "p_yes": 0.2}}) + "\n" for r, sha in (
             (first, answer_sha256(first["answer"])), (second, "stale"))) + '{"torn')
+    # a judge's usage log and its agreement record sit beside its scores: neither is a judge
+    (scores / "offline.runs.jsonl").write_text(json.dumps({"judge_id": "x", "judged": 2}) + "\n")
+    (scores / "offline.judge.json").write_text(json.dumps({"judge_id": "x", "agreement": {}}))
     try:
         out = tmp_path / "answers.csv"
         assert main(["export", str(run), "--out", str(out)]) == 0
         table = list(csv.DictReader(out.open()))
     finally:
-        (scores / "offline.jsonl").unlink()
+        for f in scores.iterdir():
+            f.unlink()
         scores.rmdir()
+    assert not any(c.startswith("offline.runs") or c.startswith("offline.judge")
+                   for c in table[0])
     assert len(table) == len(rows)
     for col in ("question_id", "question", "direction", "hook", "magnitude", "answer",
                 "offline_truthful", "offline_truthful_p_yes", "offline_informative_p_yes"):
