@@ -3,10 +3,17 @@
 Generation runs Hugging Face ``generate`` on the plain model with the interventions' hooks
 installed, so at magnitude 0 it is token-for-token what ``transformers`` gives, and the KV cache,
 stopping and sampling are HF's own. Prompts are sorted by length and left-padded per batch.
+
+The token prefix all prompts share (the QA primer's ~190 tokens, a chat template's system turn)
+is run once per call, under the same hooks, and its KV cache is copied into every batch:
+``[prefix][padding][rest of the prompt]``, positions counted from the attention mask as HF does,
+so each prompt sees exactly the positions and context it would see alone.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +43,48 @@ def pad_left(prompts: Sequence[Sequence[int]], pad_id: int,
     return ids.to(device), mask.to(device)
 
 
+MIN_SHARED_PREFIX = 16  # tokens: a shorter shared prefix is not worth computing apart
+
+
+def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix shared by all ``seqs`` (leaving at least one token each)."""
+    n = min(len(s) for s in seqs) - 1
+    first = seqs[0]
+    for i in range(max(n, 0)):
+        if any(s[i] != first[i] for s in seqs):
+            return i
+    return max(n, 0)
+
+
+def cache_kwarg(model) -> str:
+    """The name the HF model's forward (and generate) takes a KV cache under."""
+    params = inspect.signature(model.hf_model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(out):
+    """The KV cache of a forward pass's output (either transformers naming)."""
+    return getattr(out, "cache", None) or out.past_key_values
+
+
+def prefix_cache(model, prefix: Sequence[int]):
+    """The KV cache of one token sequence (batch 1), computed under whatever hooks are active."""
+    ids = torch.tensor([list(prefix)], dtype=torch.long, device=model.device)
+    return output_cache(model.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1))
+
+
+def with_prefix(prefix: Sequence[int], cache, ids: torch.Tensor, mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """(input_ids, attention_mask, cache) for a batch continuing ``prefix``: the prefix's ids and
+    a copy of its cache repeated over the batch, then the left-padded rest."""
+    batch = ids.shape[0]
+    head = torch.tensor([list(prefix)], dtype=ids.dtype, device=ids.device).expand(batch, -1)
+    cache = copy.deepcopy(cache)
+    cache.batch_repeat_interleave(batch)
+    return (torch.cat([head, ids], dim=1),
+            torch.cat([torch.ones_like(head, dtype=mask.dtype), mask], dim=1), cache)
+
+
 def generate_kwargs(cfg: GenerationConfig, tokenizer: Any, style: str) -> dict[str, Any]:
     """The keyword arguments passed to HF ``generate`` (also used by parity tests and benchmarks)."""
     kwargs: dict[str, Any] = dict(max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample,
@@ -55,25 +104,38 @@ def generate_kwargs(cfg: GenerationConfig, tokenizer: Any, style: str) -> dict[s
 @torch.inference_mode()
 def generate_answers(model, questions: Sequence[str], cfg: GenerationConfig,
                      interventions: Sequence[Intervention] = (), progress: bool = True,
-                     desc: str = "generating") -> list[dict[str, Any]]:
+                     desc: str = "generating", share_prefix: bool = True
+                     ) -> list[dict[str, Any]]:
     """Answer each question; one dict per question, in input order.
 
     Each dict holds ``prompt_token_ids``, ``answer_token_ids`` (the generated ids cut where the
     answer ends), ``generated_token_ids`` (uncut, without padding) and ``answer`` (text).
+    ``share_prefix=False`` runs every prompt whole (same answers, slower; for comparisons).
     """
     tok = model.tokenizer
     style = resolve_style(cfg.prompt_style, tok)
     prompts = [prompt_token_ids(q, style, tok) for q in questions]
     kwargs = generate_kwargs(cfg, tok, style)
+    shared = common_prefix_length(prompts) if share_prefix and len(prompts) > 1 else 0
+    shared = shared if shared >= MIN_SHARED_PREFIX else 0
     results: list[dict[str, Any] | None] = [None] * len(questions)
     bar = tqdm(total=len(questions), desc=desc, unit="q", disable=not progress, leave=False)
     with hooks(model, interventions) as state:
+        cache = None
+        if shared:
+            state.reset()
+            cache = prefix_cache(model, prompts[0][:shared])
         for b, batch in enumerate(plan_batches([len(p) for p in prompts], cfg.batch_size)):
-            ids, mask = pad_left([prompts[i] for i in batch], tok.pad_token_id, model.device)
+            ids, mask = pad_left([prompts[i][shared:] for i in batch], tok.pad_token_id,
+                                 model.device)
+            extra: dict[str, Any] = {}
+            if cache is not None:
+                ids, mask, extra[cache_kwarg(model)] = with_prefix(prompts[0][:shared], cache,
+                                                                   ids, mask)
             if cfg.do_sample:
                 torch.manual_seed(cfg.seed + b)
-            state.reset()
-            out = model.hf_model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+            state.reset(shared, ids.shape[1] if shared else None)
+            out = model.hf_model.generate(input_ids=ids, attention_mask=mask, **kwargs, **extra)
             for row, i in enumerate(batch):
                 generated = out[row, ids.shape[1]:].tolist()
                 kept, text = cut_answer(generated, style, tok)

@@ -11,7 +11,6 @@ here as in generation.
 from __future__ import annotations
 
 import copy
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +20,10 @@ from tqdm.auto import tqdm
 
 from evals.metrics import MCAnswers, mc_reference_answers, mc_scores
 from evals.truthfulqa import Question
-from harness.generation import pad_left
+from harness.generation import cache_kwarg as _cache_kwarg
+from harness.generation import common_prefix_length, pad_left
+from harness.generation import output_cache as _output_cache
+from harness.generation import prefix_cache as shared_prefix_cache
 from harness.prompts import qa_prompt
 from harness.steering import Intervention, hooks
 
@@ -50,25 +52,6 @@ def mc_items(questions: Sequence[Question], tokenizer) -> list[MCItem]:
     return items
 
 
-def _cache_kwarg(model) -> str:
-    params = inspect.signature(model.hf_model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def _output_cache(out):
-    return getattr(out, "cache", None) or out.past_key_values
-
-
-def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
-    """Length of the token prefix shared by all ``seqs`` (leaving at least one token each)."""
-    n = min(len(s) for s in seqs) - 1
-    first = seqs[0]
-    for i in range(max(n, 0)):
-        if any(s[i] != first[i] for s in seqs):
-            return i
-    return max(n, 0)
-
-
 def _answer_rows(answers, qs, tok, dev):
     rows = [(b, a) for b, i in enumerate(qs) for a in answers[i]]
     if any(len(a) == 0 for _, a in rows):
@@ -91,24 +74,21 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
     """Summed log p(answer tokens | prompt) for each answer of each prompt (ragged output).
 
     Per batch of prompts: one pass over the prompts (KV cache kept), one over all their answers.
-    When every intervention acts on ``all`` positions, the token prefix the prompts share (the
-    QA primer) is computed once and its cache reused, which halves the work; otherwise each
-    prompt is run whole, so the token counter tells prompt from answer exactly.
+    The token prefix the prompts share (the QA primer) is computed once and its cache reused,
+    which halves the work; the token counter is told where each batch's prompt ends, so
+    ``prompt``/``generated`` positions mean the prompt and the answer tokens exactly.
     """
     tok, dev = model.tokenizer, model.device
     cache_kw = _cache_kwarg(model)
     out: list[list[float]] = [[] for _ in prompts]
-    shared = common_prefix_length(prompts) if prompts and all(
-        iv.positions == "all" for iv in interventions) else 0
+    shared = common_prefix_length(prompts) if prompts else 0
     bar = tqdm(total=len(prompts), desc="multiple choice", unit="q", disable=not progress,
                leave=False)
     with hooks(model, interventions) as state:
         prefix_cache = None
         if shared:
             state.reset()
-            pre = torch.tensor([list(prompts[0][:shared])], device=dev)
-            prefix_cache = _output_cache(model.hf_model(input_ids=pre, use_cache=True,
-                                                        logits_to_keep=1))
+            prefix_cache = shared_prefix_cache(model, prompts[0][:shared])
         for start in range(0, len(prompts), batch_questions):
             qs = list(range(start, min(start + batch_questions, len(prompts))))
             ids, mask = pad_left([prompts[i][shared:] for i in qs], tok.pad_token_id, dev)
@@ -120,8 +100,8 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
                 full = torch.cat([torch.ones(len(qs), shared, dtype=mask.dtype, device=dev),
                                   mask], dim=1)
             else:
-                state.reset()
                 full = mask
+            state.reset(shared, full.shape[1])
             res = model.hf_model(input_ids=ids, attention_mask=full, use_cache=True,
                                  position_ids=shared + (mask.cumsum(-1) - 1).clamp(min=0),
                                  logits_to_keep=1, **kwargs)

@@ -128,8 +128,10 @@ class TokenCounter:
         self.seen = 0
         self.prompt_len: int | None = None
 
-    def reset(self) -> None:
-        self.seen, self.prompt_len = 0, None
+    def reset(self, seen: int = 0, prompt_len: int | None = None) -> None:
+        """Start a new prompt batch; ``seen``/``prompt_len`` when its first ``seen`` positions
+        are already in a KV cache (a shared prefix) and the prompt is ``prompt_len`` long."""
+        self.seen, self.prompt_len = seen, prompt_len
 
     def pre_forward(self, _module, args, kwargs) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -180,9 +182,11 @@ class HookState:
     counter: TokenCounter
     records: dict[str, list[torch.Tensor]]
 
-    def reset(self) -> None:
-        """Call before each new generate/forward call on a fresh prompt batch."""
-        self.counter.reset()
+    def reset(self, seen: int = 0, prompt_len: int | None = None) -> None:
+        """Call before each new generate/forward call on a fresh prompt batch. When the batch
+        continues a cached prefix of ``seen`` positions, pass ``seen`` and the whole prompt's
+        length ``prompt_len`` (prefix + padded rest), so positions keep their meaning."""
+        self.counter.reset(seen, prompt_len)
 
 
 @contextmanager

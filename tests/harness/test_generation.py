@@ -53,6 +53,23 @@ def test_generate_answers__magnitude_zero_equals_plain_hf_generate(questions, pl
     assert sum(bool(g["answer"]) for g in got) == N_QUESTIONS
 
 
+@pytest.mark.parametrize("positions", ["all", "prompt", "generated"])
+def test_generate_answers__shared_prefix_gives_the_answers_of_whole_prompts(questions, positions):
+    """The QA primer is computed once and its cache reused: under steering at every positions
+    class the answers equal those of running each prompt whole, and the steering acts."""
+    model = embedded_model()
+    cfg = GenerationConfig(max_new_tokens=12, batch_size=4, prompt_style="qa")
+    qs = questions[:4]
+    ivs = [Intervention("blocks.4.hook_resid_post", random_direction(7, model.d_model), 32.0,
+                        positions)]
+    shared = generate_answers(model, qs, cfg, ivs, progress=False)
+    whole = generate_answers(model, qs, cfg, ivs, progress=False, share_prefix=False)
+    base = generate_answers(model, qs, cfg, progress=False)
+    assert [a["generated_token_ids"] for a in shared] == [a["generated_token_ids"] for a in whole]
+    assert [a["prompt_token_ids"] for a in shared] == [a["prompt_token_ids"] for a in whole]
+    assert [a["generated_token_ids"] for a in shared] != [a["generated_token_ids"] for a in base]
+
+
 def test_generate_answers__batching_does_not_change_greedy_answers_much(questions):
     """Batch of 8 vs one at a time: left padding may flip rare near-ties, never most answers."""
     model = embedded_model()

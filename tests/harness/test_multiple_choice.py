@@ -28,7 +28,7 @@ def naive_logprob(model, prompt, answer, interventions) -> float:
 
 @pytest.mark.parametrize("interventions", [
     (),
-    (Intervention("blocks.1.hook_resid_post", torch.ones(64) / 8, 3.0),),  # shared-prefix path
+    (Intervention("blocks.1.hook_resid_post", torch.ones(64) / 8, 3.0),),  # all via the shared primer
     (Intervention("blocks.0.attn.hook_z", torch.ones(16) / 4, 3.0, "generated", head=1),),
     (Intervention("blocks.0.hook_mlp_out", torch.ones(64) / 8, 3.0, "prompt"),),
 ])

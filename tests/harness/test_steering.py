@@ -57,6 +57,43 @@ def test_hooks__positions_select_prefill_or_decoding_steps(positions, on_prompt,
     assert _no_hooks_left(model)
 
 
+@pytest.mark.parametrize("positions, on_prompt, on_generated", [
+    ("all", True, True), ("prompt", True, False), ("generated", False, True)])
+def test_hooks__positions_hold_when_a_shared_prefix_comes_from_a_cache(positions, on_prompt,
+                                                                      on_generated):
+    """generate_answers' shared-prefix path (prefix run once, its cache copied into a batch of
+    padded suffixes, the counter told where the prompt ends): the prefix pass and the suffixes
+    are prompt, the decoding steps generated — checked step by step as above."""
+    from harness.generation import cache_kwarg, prefix_cache, with_prefix
+
+    model = tiny_llama()
+    vec = torch.randn(model.d_model)
+    vec /= vec.norm()
+    iv = Intervention("blocks.0.hook_resid_pre", vec, 3.0, positions)
+    prefix, new_tokens = [1, 520, 2361, 314, 1175, 77], 3
+    kwargs = generate_kwargs(GenerationConfig(max_new_tokens=new_tokens), model.tokenizer, "chat")
+    kwargs["eos_token_id"] = None
+    embed = torch.inference_mode()(model.hf_model.get_input_embeddings().forward)
+    with torch.inference_mode(), hooks(model, [iv], record=["blocks.0.hook_resid_pre"]) as state:
+        state.reset()
+        cache = prefix_cache(model, prefix)
+        ids, mask = pad_left([[8181, 2361, 5], [42]], model.tokenizer.pad_token_id, model.device)
+        ids, mask, cache = with_prefix(prefix, cache, ids, mask)
+        state.reset(len(prefix), ids.shape[1])
+        out = model.hf_model.generate(input_ids=ids, attention_mask=mask, min_new_tokens=new_tokens,
+                                      **{cache_kwarg(model): cache}, **kwargs)
+    recs = state.records["blocks.0.hook_resid_pre"]
+    assert [r.shape[:2] for r in recs] == [(1, 6), (2, 3)] + [(2, 1)] * (new_tokens - 1)
+    prompt_vec = 3.0 * vec if on_prompt else torch.zeros_like(vec)
+    gen_vec = 3.0 * vec if on_generated else torch.zeros_like(vec)
+    fed = [torch.tensor([prefix]), ids[:, len(prefix):]] + [
+        out[:, ids.shape[1] + k:ids.shape[1] + k + 1] for k in range(new_tokens - 1)]
+    for k, (rec, tokens) in enumerate(zip(recs, fed)):
+        expect = prompt_vec if k < 2 else gen_vec
+        torch.testing.assert_close(rec - embed(tokens), expect.expand_as(rec), atol=1e-5, rtol=0)
+    assert _no_hooks_left(model)
+
+
 def test_hooks__per_head_intervention_moves_only_that_head_before_the_output_projection():
     model = tiny_llama()
     site = resolve_hook(model, "blocks.1.attn.hook_z")
