@@ -2,7 +2,8 @@
 
 Prints tokens/s for: plain transformers ``generate`` (no hooks) and truthsteer's steered
 engine (ITI-like: 48 per-head interventions + one residual one, nonzero magnitudes) at batch 8 and
-32, and the steered engine at batch 1 (a one-question-at-a-time loop, as the ITI reference code
+32, both as used (the prompts' shared prefix computed once) and with every prompt run whole (the
+hooks' cost alone), and the steered engine at batch 1 (a one-question-at-a-time loop, as the ITI reference code
 does). EOS may not end an answer early (``min_new_tokens``), so every configuration generates
 ``--tokens`` new tokens per question; with ``--prompt qa`` the QA stop strings still end answers
 early, so tokens/s counts the tokens each answer really got (a finished row of a batch that is
@@ -37,7 +38,13 @@ def main() -> None:
     from evals.truthfulqa import load_truthfulqa
     from harness.config import GenerationConfig, ModelConfig
     from harness.directions import random_direction
-    from harness.generation import generate_answers, generate_kwargs, pad_left, plan_batches
+    from harness.generation import (
+        common_prefix_length,
+        generate_answers,
+        generate_kwargs,
+        pad_left,
+        plan_batches,
+    )
     from harness.models import load_model
     from harness.prompts import prompt_token_ids
     from harness.steering import Intervention
@@ -51,6 +58,7 @@ def main() -> None:
                         2.0, head=h) for layer, h in heads]
     ivs.append(Intervention("blocks.8.hook_resid_post", random_direction(1, model.d_model), 4.0))
     prompts = [prompt_token_ids(q, args.prompt, tok) for q in questions]
+    shared = common_prefix_length(prompts)
 
     def cfg(batch: int) -> GenerationConfig:
         return GenerationConfig(max_new_tokens=args.tokens, min_new_tokens=args.tokens,
@@ -72,10 +80,11 @@ def main() -> None:
             tokens += sum(produced(r) for r in out[:, ids.shape[1]:].tolist())
         return tokens / (time.perf_counter() - start)
 
-    def steered(batch: int, n: int | None = None) -> float:
+    def steered(batch: int, n: int | None = None, share_prefix: bool = True) -> float:
         qs = questions[:n] if n else questions
         start = time.perf_counter()
-        answers = generate_answers(model, qs, cfg(batch), ivs, progress=False)
+        answers = generate_answers(model, qs, cfg(batch), ivs, progress=False,
+                                   share_prefix=share_prefix)
         return sum(len(a["generated_token_ids"]) for a in answers) / (time.perf_counter() - start)
 
     n_single = max(4, args.questions // 8)  # batch 1 is slow: fewer questions, same tokens/s
@@ -83,7 +92,9 @@ def main() -> None:
     results: dict[str, list[float]] = {}
     for r in range(args.repeats):
         for name, fn in [("plain b8", lambda: plain(8)), ("steered b8", lambda: steered(8)),
+                         ("whole b8", lambda: steered(8, share_prefix=False)),
                          ("plain b32", lambda: plain(32)), ("steered b32", lambda: steered(32)),
+                         ("whole b32", lambda: steered(32, share_prefix=False)),
                          ("steered b1", lambda: steered(1, n_single))]:
             results.setdefault(name, []).append(fn())
             print(f"  repeat {r + 1}: {name:12s} {results[name][-1]:8.1f} tokens/s", flush=True)
@@ -99,6 +110,12 @@ def main() -> None:
     print(f"steered/plain at batch 32: {r32:.2f}  (target >= 0.90) {'OK' if r32 >= .9 else 'MISS'}")
     print(f"steered batch 32 / batch-1 loop: {r_batch:.2f}  (target >= 4) "
           f"{'OK' if r_batch >= 4 else 'MISS'}")
+    w8, w32 = med["whole b8"] / med["plain b8"], med["whole b32"] / med["plain b32"]
+    print(f"hooks alone (steered, every prompt run whole, / plain): batch 8 {w8:.2f}, "
+          f"batch 32 {w32:.2f}")
+    print(f"shared prefix ({shared} tokens) speed-up: batch 8 "
+          f"{med['steered b8'] / med['whole b8']:.2f}x, batch 32 "
+          f"{med['steered b32'] / med['whole b32']:.2f}x")
 
 
 if __name__ == "__main__":
