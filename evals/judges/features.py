@@ -74,7 +74,7 @@ class SentenceEmbedder:
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], progress: Callable | None = None) -> np.ndarray:
         """[len(texts), 384] float32; texts already embedded are not recomputed."""
-        todo = sorted({t for t in texts if t not in self._memo}, key=len)
+        todo = sorted({t for t in texts if t not in self._memo}, key=lambda t: (len(t), t))
         for start in range(0, len(todo), self.batch_size):
             chunk = todo[start:start + self.batch_size]
             enc = self.tokenizer(chunk, padding=True, truncation=True, max_length=128,

@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +205,26 @@ def test_load_or_build_default__builds_once_with_the_embedded_model_then_loads(t
     res = again.judge([JudgeItem(q.question, q.best_answer, q.correct_answers,
                                  q.incorrect_answers, q.best_answer)], progress=False)
     assert res[0].truthful.scored and res[0].judge_id == judge.judge_id
+
+
+def test_sentence_embedder__same_vectors_whatever_the_hash_seed():
+    """Texts are batched (and padded) in an order that does not depend on Python's string hash
+    seed, so a judge built in another process has the same weights (and the same id)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import hashlib, sys\n"
+        "from evals.judges.features import SentenceEmbedder\n"
+        "from evals.truthfulqa import load_csv\n"
+        "qs = load_csv(sys.argv[1]).questions[:40]\n"
+        "texts = [a for q in qs for a in (*q.correct_answers, *q.incorrect_answers)]\n"
+        "print(hashlib.sha256(SentenceEmbedder().embed(texts).tobytes()).hexdigest())\n")
+    digests = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", script, str(truthfulqa_csv())], env=env,
+                             capture_output=True,
+                             text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+        digests.add(out.stdout.strip().splitlines()[-1])
+    assert len(digests) == 1
