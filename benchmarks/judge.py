@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evals.cache import JudgeCache  # noqa: E402
-from evals.judges import JudgeItem, make_judge  # noqa: E402
-from tests.evals.servers import fault_server_process, request_count  # noqa: E402
+from evals.cache import JudgeCache
+from evals.judges import JudgeItem, make_judge
+from tests.evals.servers import fault_server_process, request_count
 
 
 def judged_per_second(base_url: str, items: list[JudgeItem], concurrency: int,

@@ -50,7 +50,7 @@ def score_row(answer_row: Mapping[str, Any], result: JudgeResult) -> dict[str, A
             "truthful": verdict_record(result.truthful),
             "informative": verdict_record(result.informative),
             "usage": dict(result.usage),
-            "judged_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+            "judged_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
 def result_from_row(row: Mapping[str, Any]) -> JudgeResult:

@@ -138,6 +138,16 @@ def from_dict(cls: type, data: dict[str, Any]) -> Any:
 
 
 __all__ = [
-    "ConfigError", "EMBEDDED_MODEL", "GenerationConfig", "InterventionConfig", "ModelConfig",
-    "POSITIONS", "dtype_name", "field", "from_dict", "resolve_device", "resolve_dtype", "to_dict",
+    "EMBEDDED_MODEL",
+    "POSITIONS",
+    "ConfigError",
+    "GenerationConfig",
+    "InterventionConfig",
+    "ModelConfig",
+    "dtype_name",
+    "field",
+    "from_dict",
+    "resolve_device",
+    "resolve_dtype",
+    "to_dict",
 ]

@@ -25,8 +25,16 @@ from evals.runs import finished_cells, load_run_info, write_cell, write_json_ato
 from evals.truthfulqa import load_truthfulqa
 from harness.config import ConfigError
 from harness.directions import Direction, to_interventions
-from harness.sweep_config import (BASELINE, Cell, QuestionPlan, SweepConfig, config_to_dict,
-                                  expand_grid, plan_questions, shard_cells)
+from harness.sweep_config import (
+    BASELINE,
+    Cell,
+    QuestionPlan,
+    SweepConfig,
+    config_to_dict,
+    expand_grid,
+    plan_questions,
+    shard_cells,
+)
 from harness.sweep_directions import DirectionResolver, Resolved
 
 REPO = Path(__file__).resolve().parents[1]

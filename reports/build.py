@@ -226,7 +226,7 @@ def comparison_table(runs: list[RunData]) -> Table:
 def build_document(runs: list[RunData], n_examples: int = DEFAULT_EXAMPLES,
                    notes: list[str] | None = None) -> Document:
     doc = Document("truthsteer report")
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     for note in notes or []:  # `backticks` mark commands; everything is escaped regardless
         parts = note.split("`")
         doc.add(Para(tuple(("code", p) if i % 2 else p for i, p in enumerate(parts) if p),

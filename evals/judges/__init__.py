@@ -24,8 +24,16 @@ ModelLoader = Callable[[str], tuple[Any, Any]]
 ResultCallback = Callable[[int, JudgeResult], None]
 SPEC_FORMS = "openai:MODEL, hf:MODEL, learned:PATH or default"
 
-__all__ = ["Judge", "JudgeItem", "JudgeResult", "Verdict", "ModelLoader", "make_judge",
-           "judge_incrementally", "SPEC_FORMS"]
+__all__ = [
+    "SPEC_FORMS",
+    "Judge",
+    "JudgeItem",
+    "JudgeResult",
+    "ModelLoader",
+    "Verdict",
+    "judge_incrementally",
+    "make_judge",
+]
 
 
 def make_judge(spec: str, *, model_loader: ModelLoader | None = None, truthfulqa: Any = None,

@@ -6,8 +6,15 @@ import argparse
 import json
 from pathlib import Path
 
-from harness.config import (EMBEDDED_MODEL, POSITIONS, ConfigError, GenerationConfig,
-                            InterventionConfig, ModelConfig, to_dict)
+from harness.config import (
+    EMBEDDED_MODEL,
+    POSITIONS,
+    ConfigError,
+    GenerationConfig,
+    InterventionConfig,
+    ModelConfig,
+    to_dict,
+)
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     record = {"judge_id": judge.judge_id, "prompt_version": judge.prompt_version,
               "base_url": _public_url(args.judge_base_url), "judged": len(items),
               "seconds": round(elapsed, 2), "usage": usage, "cost_usd": cost,
-              "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+              "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     append_scores(path.with_name(f"{path.stem}.runs.jsonl"), [record])
 
     print(format_summary(summarize(answers, load_scores(path, judge.prompt_version))))

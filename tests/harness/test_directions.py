@@ -6,8 +6,13 @@ import pytest
 import torch
 
 from harness.config import ConfigError
-from harness.directions import (Direction, projection_std, random_direction, resolve_direction,
-                                to_interventions)
+from harness.directions import (
+    Direction,
+    projection_std,
+    random_direction,
+    resolve_direction,
+    to_interventions,
+)
 from harness.steering import hooks
 from tests.helpers import tiny_llama
 

@@ -3,8 +3,14 @@ import pytest
 import torch
 
 from evals.truthfulqa import load_csv
-from harness.multiple_choice import (_cache_kwarg, _output_cache, answer_logprobs,
-                                     common_prefix_length, mc_items, score_mc)
+from harness.multiple_choice import (
+    _cache_kwarg,
+    _output_cache,
+    answer_logprobs,
+    common_prefix_length,
+    mc_items,
+    score_mc,
+)
 from harness.steering import Intervention, hooks
 from tests.helpers import tiny_llama, truthfulqa_csv
 

@@ -261,8 +261,7 @@ def test_export__csv_with_answers_and_judge_columns(setup, tmp_path, capsys):
         for f in scores.iterdir():
             f.unlink()
         scores.rmdir()
-    assert not any(c.startswith("offline.runs") or c.startswith("offline.judge")
-                   for c in table[0])
+    assert not any(c.startswith(("offline.runs", "offline.judge")) for c in table[0])
     assert len(table) == len(rows)
     for col in ("question_id", "question", "direction", "hook", "magnitude", "answer",
                 "offline_truthful", "offline_truthful_p_yes", "offline_informative_p_yes"):
