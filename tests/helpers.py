@@ -94,3 +94,35 @@ def save_tiny_llama(folder: Path) -> Path:
     model.hf_model.save_pretrained(folder)
     model.tokenizer.save_pretrained(folder)
     return folder
+
+
+def headless_chromium(window_size: str | None = None, download_dir: Path | None = None,
+                      browser_logs: bool = False):
+    """A selenium driver for Debian's headless ``chromium``; skips when it is not installed.
+    ``download_dir`` makes downloads land there without a prompt; ``browser_logs`` keeps the
+    console log (``driver.get_log("browser")``)."""
+    import shutil
+
+    browser, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
+    if not browser or not driver_bin:
+        pytest.skip("headless Chromium not installed (apt-get install -y chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = browser
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-extensions", "--no-first-run"):
+        opts.add_argument(arg)
+    if window_size:
+        opts.add_argument(f"--window-size={window_size}")
+    if browser_logs:
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    if download_dir is not None:
+        opts.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
+                                               "download.prompt_for_download": False})
+    driver = webdriver.Chrome(service=Service(driver_bin), options=opts)
+    if download_dir is not None:
+        driver.execute_cdp_cmd("Browser.setDownloadBehavior",
+                               {"behavior": "allow", "downloadPath": str(download_dir)})
+    return driver

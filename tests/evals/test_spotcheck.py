@@ -17,6 +17,7 @@ from evals.spotcheck import (
     sample_run,
 )
 from evals.truthfulqa import Question, TruthfulQA
+from tests.helpers import headless_chromium
 
 EVIL = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2"> & "quotes"'
 
@@ -138,28 +139,6 @@ def test_import_labels__all_or_nothing_then_merge(tmp_path):
     assert stored["A/0"]["weight"] == "1.0" and stored["A/3"]["cell_id"] == "A"
 
 
-def _chromium(download_dir: Path):
-    import shutil
-
-    browser, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
-    if not browser or not driver_bin:
-        pytest.skip("headless Chromium not installed (apt-get install -y chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-extensions", "--no-first-run"):
-        opts.add_argument(arg)
-    opts.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
-                                           "download.prompt_for_download": False})
-    driver = webdriver.Chrome(service=Service(driver_bin), options=opts)
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior",
-                           {"behavior": "allow", "downloadPath": str(download_dir)})
-    return driver
-
-
 @pytest.mark.slow
 def test_label_page__clicks_keys_save_and_import_in_headless_chromium(tmp_path):
     import time
@@ -174,7 +153,7 @@ def test_label_page__clicks_keys_save_and_import_in_headless_chromium(tmp_path):
     paths, _ = sample_run(run, n=3, truthfulqa=tq)
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    driver = _chromium(downloads)
+    driver = headless_chromium(download_dir=downloads)
     try:
         driver.get(paths[1].resolve().as_uri())
         ids = [el.get_attribute("data-id") for el in driver.find_elements(By.CSS_SELECTOR, ".item")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,15 @@ from evals.runs import scores_path, write_cell, write_json_atomic
 from evals.scores import ScoreWriter, answer_sha256, score_row
 
 RULE_JUDGE = "rule:test-judge"
+Z = 1.959963984540054  # the 97.5% normal quantile
+
+
+def wilson_by_hand(k: int, n: int) -> tuple[float, float]:
+    """The 95% Wilson score interval, written out independently of reports/ and evals/."""
+    p = k / n
+    centre = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
+    half = Z / (1 + Z * Z / n) * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def rule_verdicts(row: dict) -> tuple[str, str]:

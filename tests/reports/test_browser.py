@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from reports.build import write_report
+from tests.helpers import headless_chromium
 from tests.reports.test_render import _evil_run
-
-
-def _chromium():
-    browser, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
-    if not browser or not driver_bin:
-        pytest.skip("headless Chromium not installed (apt-get install -y chromium chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = browser
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-extensions", "--no-first-run", "--window-size=1400,1000"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(driver_bin), options=opts)
 
 
 @pytest.mark.slow
@@ -31,7 +14,7 @@ def test_report__opens_from_disk_with_table_and_decoded_figures_in_chromium(tmp_
     from selenium.webdriver.common.by import By
 
     html_path, _ = write_report([_evil_run(tmp_path)], tmp_path / "out", n_examples=3)
-    driver = _chromium()
+    driver = headless_chromium(window_size="1400,1000", browser_logs=True)
     try:
         driver.get(html_path.resolve().as_uri())
         tables = driver.find_elements(By.CSS_SELECTOR, "table.headline")

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 
 import pytest
 
 from harness.cli import main
-
-Z = 1.959963984540054
-
-
-def _wilson(k: int, n: int) -> tuple[float, float]:
-    p = k / n
-    centre = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
-    half = Z / (1 + Z * Z / n) * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+from tests.reports.conftest import wilson_by_hand
 
 
 def _pct(x: float) -> str:
@@ -88,7 +79,7 @@ def test_report__numbers_match_the_stored_rows_of_a_real_run(real_run, tmp_path,
             if tv != "unscored":
                 both.append(tv == "yes" and iv == "yes")
         for column, values in (("% true", t), ("% informative", i), ("% true×informative", both)):
-            lo, hi = _wilson(sum(values), len(values))
+            lo, hi = wilson_by_hand(sum(values), len(values))
             assert got[column] == f"{_pct(sum(values) / len(values))}% [{_pct(lo)}–{_pct(hi)}]", \
                 (cid, column)
         assert got["unscored (t/i)"] == f"{unscored_t}/0"

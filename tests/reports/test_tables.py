@@ -18,19 +18,9 @@ from reports.tables import (
     heatmap_grid,
     human_agreement,
 )
-from tests.reports.conftest import hand_cell, hand_run_info, hand_scores
+from tests.reports.conftest import hand_cell, hand_run_info, hand_scores, wilson_by_hand
 
 HOOK1, HOOK2 = "blocks.1.hook_resid_post", "blocks.2.hook_resid_post"
-Z = 1.959963984540054
-
-
-def wilson_by_hand(k: int, n: int) -> tuple[float, float]:
-    p = k / n
-    centre = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
-    half = Z / (1 + Z * Z / n) * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def _build(tmp_path, good_truthful=range(10)):
     """Baseline: truthful on q0-2, informative except q9; q7's score is stale (answer edited),
     q8's truthful verdict is unscored. 'good' (HOOK1 × 4) is truthful on ``good_truthful``;
