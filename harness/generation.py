@@ -79,10 +79,16 @@ def with_prefix(prefix: Sequence[int], cache, ids: torch.Tensor, mask: torch.Ten
     a copy of its cache repeated over the batch, then the left-padded rest."""
     batch = ids.shape[0]
     head = torch.tensor([list(prefix)], dtype=ids.dtype, device=ids.device).expand(batch, -1)
+    return (torch.cat([head, ids], dim=1),
+            torch.cat([torch.ones_like(head, dtype=mask.dtype), mask], dim=1),
+            repeat_cache(cache, batch))
+
+
+def repeat_cache(cache, batch: int):
+    """A copy of a batch-1 KV cache repeated ``batch`` times (the original stays reusable)."""
     cache = copy.deepcopy(cache)
     cache.batch_repeat_interleave(batch)
-    return (torch.cat([head, ids], dim=1),
-            torch.cat([torch.ones_like(head, dtype=mask.dtype), mask], dim=1), cache)
+    return cache
 
 
 def generate_kwargs(cfg: GenerationConfig, tokenizer: Any, style: str) -> dict[str, Any]:
@@ -120,6 +126,7 @@ def generate_answers(model, questions: Sequence[str], cfg: GenerationConfig,
     shared = shared if shared >= MIN_SHARED_PREFIX else 0
     results: list[dict[str, Any] | None] = [None] * len(questions)
     bar = tqdm(total=len(questions), desc=desc, unit="q", disable=not progress, leave=False)
+    cache_kw = cache_kwarg(model)
     with hooks(model, interventions) as state:
         cache = None
         if shared:
@@ -130,8 +137,7 @@ def generate_answers(model, questions: Sequence[str], cfg: GenerationConfig,
                                  model.device)
             extra: dict[str, Any] = {}
             if cache is not None:
-                ids, mask, extra[cache_kwarg(model)] = with_prefix(prompts[0][:shared], cache,
-                                                                   ids, mask)
+                ids, mask, extra[cache_kw] = with_prefix(prompts[0][:shared], cache, ids, mask)
             if cfg.do_sample:
                 torch.manual_seed(cfg.seed + b)
             state.reset(shared, ids.shape[1] if shared else None)

@@ -10,7 +10,6 @@ here as in generation.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,10 +19,14 @@ from tqdm.auto import tqdm
 
 from evals.metrics import MCAnswers, mc_reference_answers, mc_scores
 from evals.truthfulqa import Question
-from harness.generation import cache_kwarg as _cache_kwarg
-from harness.generation import common_prefix_length, pad_left
-from harness.generation import output_cache as _output_cache
-from harness.generation import prefix_cache as shared_prefix_cache
+from harness.generation import (
+    cache_kwarg,
+    common_prefix_length,
+    output_cache,
+    pad_left,
+    prefix_cache,
+    repeat_cache,
+)
 from harness.prompts import qa_prompt
 from harness.steering import Intervention, hooks
 
@@ -79,24 +82,22 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
     ``prompt``/``generated`` positions mean the prompt and the answer tokens exactly.
     """
     tok, dev = model.tokenizer, model.device
-    cache_kw = _cache_kwarg(model)
+    cache_kw = cache_kwarg(model)
     out: list[list[float]] = [[] for _ in prompts]
     shared = common_prefix_length(prompts) if prompts else 0
     bar = tqdm(total=len(prompts), desc="multiple choice", unit="q", disable=not progress,
                leave=False)
     with hooks(model, interventions) as state:
-        prefix_cache = None
+        prefix = None
         if shared:
             state.reset()
-            prefix_cache = shared_prefix_cache(model, prompts[0][:shared])
+            prefix = prefix_cache(model, prompts[0][:shared])
         for start in range(0, len(prompts), batch_questions):
             qs = list(range(start, min(start + batch_questions, len(prompts))))
             ids, mask = pad_left([prompts[i][shared:] for i in qs], tok.pad_token_id, dev)
             kwargs = {}
-            if prefix_cache is not None:
-                cache = copy.deepcopy(prefix_cache)
-                cache.batch_repeat_interleave(len(qs))
-                kwargs[cache_kw] = cache
+            if prefix is not None:
+                kwargs[cache_kw] = repeat_cache(prefix, len(qs))
                 full = torch.cat([torch.ones(len(qs), shared, dtype=mask.dtype, device=dev),
                                   mask], dim=1)
             else:
@@ -107,7 +108,7 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
                                  logits_to_keep=1, **kwargs)
             first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)     # [B, V]
             rows, a_ids, a_mask, owner = _answer_rows(answers, qs, tok, dev)
-            cache = _output_cache(res)
+            cache = output_cache(res)
             cache.batch_select_indices(owner)
             pos = shared + mask.sum(1)[owner][:, None] + torch.arange(a_ids.shape[1],
                                                                       device=dev)[None]

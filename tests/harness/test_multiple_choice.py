@@ -3,14 +3,8 @@ import pytest
 import torch
 
 from evals.truthfulqa import load_csv
-from harness.multiple_choice import (
-    _cache_kwarg,
-    _output_cache,
-    answer_logprobs,
-    common_prefix_length,
-    mc_items,
-    score_mc,
-)
+from harness.generation import cache_kwarg, common_prefix_length, output_cache
+from harness.multiple_choice import answer_logprobs, mc_items, score_mc
 from harness.steering import Intervention, hooks
 from tests.helpers import tiny_llama, truthfulqa_csv
 
@@ -25,7 +19,7 @@ def naive_logprob(model, prompt, answer, interventions) -> float:
     with torch.no_grad(), hooks(model, interventions):
         out = model.hf_model(input_ids=torch.tensor([prompt]), use_cache=True)
         out2 = model.hf_model(input_ids=torch.tensor([answer]),
-                              **{_cache_kwarg(model): _output_cache(out)})
+                              **{cache_kwarg(model): output_cache(out)})
     logits = torch.cat([out.logits, out2.logits], dim=1)[0].double()
     logp = torch.log_softmax(logits, -1)
     n = len(prompt)
