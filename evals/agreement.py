@@ -76,7 +76,8 @@ def auc(scores: Sequence[float], human: Sequence[bool]) -> float:
     return float((ranks[h].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def mean_ci(values: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
+def weighted_mean_ci(values: np.ndarray, weights: np.ndarray | None = None
+                     ) -> tuple[float, float]:
     """(mean, 95% half-width) of ``values``; weighted when ``weights`` is given (normalised)."""
     v = np.asarray(values, dtype=float)
     if len(v) == 0:
@@ -138,7 +139,7 @@ def agreement(judge: Sequence[bool | None], human: Sequence[bool],
         p = [p_yes[i] for i in np.flatnonzero(scored)]
         if p and all(x is not None for x in p):
             area = auc(np.asarray(p, dtype=float), hs)
-    bias, bias_ci = mean_ci(j.astype(float) - hs.astype(float))
+    bias, bias_ci = weighted_mean_ci(j.astype(float) - hs.astype(float))
     return Agreement(
         n=n, n_unscored=int((~scored).sum()),
         accuracy=float((j == hs).mean()) if n else float("nan"),
@@ -211,7 +212,7 @@ def corrected_rate(judge_all: Sequence[bool | None], judge_labelled: Sequence[bo
                              float("nan"), len(f_all), len(diff), n_unscored)
     rate = float(f_all.mean())
     var_all = float(f_all.var(ddof=1)) / len(f_all) if len(f_all) > 1 else 0.0
-    rectifier, rect_half = mean_ci(diff, w)
+    rectifier, rect_half = weighted_mean_ci(diff, w)
     var_rect = (rect_half / Z95) ** 2 if math.isfinite(rect_half) else float("nan")
     return CorrectedRate(rate, rate + rectifier, Z95 * math.sqrt(var_all + var_rect),
                          len(f_all), len(diff), n_unscored)

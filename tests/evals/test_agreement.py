@@ -12,7 +12,7 @@ from evals.agreement import (
     confusion,
     corrected_rate,
     corrected_rate_by_group,
-    mean_ci,
+    weighted_mean_ci,
 )
 
 
@@ -102,9 +102,9 @@ def test_corrected_rate__stratified_weights_give_the_stratified_estimator():
     assert r.corrected == pytest.approx(0.8 * 0.75 + 0.2 * 0.25)
 
 
-def test_mean_ci__equal_weights_match_unweighted():
+def test_weighted_mean_ci__equal_weights_match_unweighted():
     v = np.array([0.0, 1.0, 1.0, 0.0, 1.0])
-    assert mean_ci(v, np.ones(5)) == pytest.approx(mean_ci(v))
+    assert weighted_mean_ci(v, np.ones(5)) == pytest.approx(weighted_mean_ci(v))
 
 
 def test_corrected_rate__ci_covers_truth_about_95_percent():
