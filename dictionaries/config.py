@@ -12,7 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-ARCHITECTURES = ("relu", "topk", "batchtopk")
+ARCHITECTURES = ("relu", "topk", "batchtopk")  # what the trainer trains
+# Loaded for encoding only (published dictionaries such as Gemma Scope): never trained here.
+INFERENCE_ONLY_ARCHITECTURES = ("jumprelu",)
 
 
 class DictionaryConfigError(ValueError):
@@ -37,7 +39,9 @@ class DictionaryConfig:
     feature activations weighted by the decoder row norms (``l1_coefficient``). ``topk`` keeps
     the ``k`` largest pre-activations per token; ``batchtopk`` keeps the ``k * batch`` largest
     over the whole batch (and learns a threshold used at inference). Both TopK variants revive
-    dead features with the AuxK loss (weight ``aux_k_coefficient``).
+    dead features with the AuxK loss (weight ``aux_k_coefficient``). ``jumprelu`` (a learned
+    per-feature threshold, as in Gemma Scope) is for loading published dictionaries; it is not
+    trained here.
     """
 
     d_in: int
@@ -54,12 +58,13 @@ class DictionaryConfig:
         _check(isinstance(self.d_in, int) and self.d_in >= 1, f"d_in={self.d_in} must be >= 1")
         _check(isinstance(self.d_sae, int) and self.d_sae >= 1,
                f"d_sae={self.d_sae} must be >= 1 (use expansion >= 1/d_in)")
-        _check(self.architecture in ARCHITECTURES,
-               f"architecture {self.architecture!r} is unknown (choose {', '.join(ARCHITECTURES)})")
+        known = ARCHITECTURES + INFERENCE_ONLY_ARCHITECTURES
+        _check(self.architecture in known,
+               f"architecture {self.architecture!r} is unknown (choose {', '.join(known)})")
         _check(_finite_positive(self.l1_coefficient),
                f"l1_coefficient={self.l1_coefficient} must be a positive number")
         _check(isinstance(self.k, int) and self.k >= 1, f"k={self.k} must be >= 1")
-        _check(self.architecture == "relu" or self.k <= self.d_sae,
+        _check(self.architecture in ("relu", "jumprelu") or self.k <= self.d_sae,
                f"k={self.k} must be at most d_sae={self.d_sae}")
         _check(isinstance(self.aux_k_coefficient, (int, float)) and self.aux_k_coefficient >= 0,
                f"aux_k_coefficient={self.aux_k_coefficient} must be >= 0")

@@ -116,8 +116,12 @@ def _architecture(cfg: dict[str, Any], meta: dict[str, Any]) -> str:
     return mapping[arch]
 
 
-def load_dictionary(path: str | Path, device: torch.device | str = "cpu") -> Dictionary:
-    """Load a dictionary folder written by us or by SAELens (float32, true units)."""
+def load_dictionary(path: str | Path, device: torch.device | str = "cpu",
+                    dtype: torch.dtype = torch.float32) -> Dictionary:
+    """Load a dictionary folder written by us or by SAELens (true units; float32 by default).
+
+    Published dictionaries on the hub (``hf://...``, ``saelens://...``): ``dictionaries.hub``.
+    """
     path = Path(path)
     cfg = read_cfg(path)
     weights_file = path / WEIGHTS_FILE
@@ -144,7 +148,7 @@ def load_dictionary(path: str | Path, device: torch.device | str = "cpu") -> Dic
         raise DictionaryConfigError(f"{path / CFG_FILE}: needs integer d_in and d_sae") from None
     ours = meta.get("truthsteer_config")
     dcfg = from_dict(DictionaryConfig, ours) if isinstance(ours, dict) else DictionaryConfig(
-        d_in=d_in, d_sae=d_sae, architecture=arch if arch != "jumprelu" else "batchtopk",
+        d_in=d_in, d_sae=d_sae, architecture=arch,
         k=max(1, min(d_sae, round(float(k)))),
         model_name=str(meta.get("model_name") or cfg.get("model_name") or ""),
         hook_name=str(meta.get("hook_name") or cfg.get("hook_name") or cfg.get("hook_point")
@@ -156,16 +160,25 @@ def load_dictionary(path: str | Path, device: torch.device | str = "cpu") -> Dic
                      apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
                      rescale_acts_by_decoder_norm=bool(cfg.get("rescale_acts_by_decoder_norm",
                                                                False)),
-                     activation_scale=float(meta.get("activation_scale") or 1.0), device=device)
+                     activation_scale=float(meta.get("activation_scale") or 1.0), device=device,
+                     dtype=dtype)
+    return fill_weights(sae, state, weights_file)
+
+
+def fill_weights(sae: Dictionary, state: dict[str, torch.Tensor], source: str | Path
+                 ) -> Dictionary:
+    """Copy ``W_enc``, ``W_dec``, ``b_enc``, ``b_dec`` (and ``threshold``) from ``state`` into
+    ``sae`` after checking every name and shape; ``source`` names the file in errors."""
+    d_in, d_sae = sae.d_in, sae.d_sae
     expected = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,),
                 "b_dec": (d_in,)}
     if sae.threshold is not None:
         expected["threshold"] = (d_sae,)
     for name, shape in expected.items():
         if name not in state:
-            raise DictionaryConfigError(f"{weights_file}: missing tensor {name!r}")
+            raise DictionaryConfigError(f"{source}: missing tensor {name!r}")
         if tuple(state[name].shape) != shape:
-            raise DictionaryConfigError(f"{weights_file}: {name} has shape "
+            raise DictionaryConfigError(f"{source}: {name} has shape "
                                         f"{list(state[name].shape)}, expected {list(shape)}")
         with torch.no_grad():
             getattr(sae, name).copy_(state[name].float())

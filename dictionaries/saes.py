@@ -1,11 +1,19 @@
-"""The dictionary (sparse autoencoder) module: ReLU, TopK and BatchTopK / JumpReLU encoders.
+"""The dictionary (sparse autoencoder) module: ReLU, TopK, BatchTopK and JumpReLU encoders.
 
 Weights are laid out as in SAELens: ``W_enc`` [d_in, d_sae], ``b_enc`` [d_sae], ``W_dec``
 [d_sae, d_in], ``b_dec`` [d_in] (and ``threshold`` [d_sae] for BatchTopK / JumpReLU)::
 
     pre = (x - b_dec) @ W_enc + b_enc        # b_dec is the pre-encoder bias
-    f   = act(pre)                           # relu | top-k per token | pre * (pre > threshold)
+    f   = act(pre)                           # relu | top-k per token | jumprelu (below)
     x^  = f @ W_dec + b_dec
+
+JumpReLU, as SAELens' ``JumpReLUSAE.encode`` and Gemma Scope's reference code compute it:
+``f = relu(pre) * (pre > threshold)``: a feature is exactly zero where its pre-activation is at
+or below its threshold and equals the pre-activation above it (the same as ``pre * (pre >
+threshold)`` for the non-negative thresholds published dictionaries have). Gemma Scope does not
+subtract ``b_dec`` from the input (``apply_b_dec_to_input=False``). BatchTopK dictionaries encode
+the same way at inference with the threshold learned in training. JumpReLU dictionaries are
+loaded (``io.py``, ``hub.py``), never trained here.
 
 A trained dictionary works in the model's true activation units: the input scale used in
 training is folded into the weights (:meth:`Dictionary.fold_activation_scale`) and recorded in
@@ -22,6 +30,11 @@ from dictionaries.config import DictionaryConfig, DictionaryConfigError
 # Architectures that encode with a learned per-feature threshold at inference.
 THRESHOLD_ARCHITECTURES = ("batchtopk", "jumprelu")
 INFERENCE_ARCHITECTURES = ("relu", "topk", *THRESHOLD_ARCHITECTURES)
+
+
+def jumprelu(pre: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """``relu(pre) * (pre > threshold)`` (SAELens / Gemma Scope): zero at or below threshold."""
+    return torch.relu(pre) * (pre > threshold).to(pre.dtype)
 
 
 class Dictionary(nn.Module):
@@ -75,13 +88,13 @@ class Dictionary(nn.Module):
         return pre
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
-        """The nonlinearity (inference form: BatchTopK uses its learned threshold)."""
+        """The nonlinearity (inference form: BatchTopK and JumpReLU use the threshold)."""
         if self.architecture == "relu":
             return torch.relu(pre)
         if self.architecture == "topk":
             top = pre.topk(self.cfg.k, dim=-1)
             return torch.zeros_like(pre).scatter_(-1, top.indices, torch.relu(top.values))
-        return torch.relu(pre) * (pre > self.threshold)
+        return jumprelu(pre, self.threshold)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Feature activations [..., d_sae] (non-negative, sparse)."""

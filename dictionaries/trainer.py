@@ -52,8 +52,10 @@ class DictionaryTrainer:
     def __init__(self, cfg: DictionaryConfig, train_cfg: TrainConfig,
                  device: torch.device | str = "cpu") -> None:
         if cfg.architecture not in ("relu", "topk", "batchtopk"):
-            raise DictionaryConfigError(f"cannot train architecture {cfg.architecture!r} "
-                                        "(choose relu, topk or batchtopk)")
+            raise DictionaryConfigError(f"cannot train architecture {cfg.architecture!r}: "
+                                        "JumpReLU is for loading published dictionaries only "
+                                        "(train relu, topk or batchtopk; batchtopk is saved as "
+                                        "jumprelu with its threshold)")
         self.cfg, self.train_cfg = cfg, train_cfg
         self.sae = Dictionary(cfg, device=device)
         params = [self.sae.W_enc, self.sae.b_enc, self.sae.W_dec, self.sae.b_dec]
