@@ -36,12 +36,13 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.sweep_config import load_config, parse_shard
+    from harness.sweep.config import load_config
+    from harness.sweep.grid import parse_shard
 
     if args.merge:
         if args.config or args.shard:
             raise ConfigError("--merge takes run dirs only (no CONFIG, no --shard)")
-        from harness.sweep_export import merge_runs
+        from harness.sweep.merge import merge_runs
 
         n = merge_runs(args.merge, args.out)
         print(f"merged {n} cell(s) into {args.out}")
@@ -50,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give a CONFIG.toml (or --merge SRC_RUN_DIR ...)")
     cfg = load_config(args.config)
     shard = parse_shard(args.shard) if args.shard else None
-    from harness.sweep import run_sweep
-    from harness.sweep_export import summary_markdown
+    from harness.sweep.run import run_sweep
+    from harness.sweep.export import summary_markdown
 
     summary = run_sweep(cfg, args.out, args.truthfulqa, shard, progress=not args.no_progress)
     print(f"{summary['computed']} cell(s) computed, {summary['already_done']} already done, "
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from harness.sweep_export import export_csv
+    from harness.sweep.export import export_csv
 
     out = Path(args.out)
     if out.suffix.lower() != ".csv":

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from harness.cli import main
-from harness.quickstart import QuickstartConfig, run_quickstart, split_questions
-from harness.quickstart_steps import sweep_toml
-from harness.sweep_config import parse_config
+from harness.quickstart.run import QuickstartConfig, run_quickstart, split_questions
+from harness.quickstart.steps import sweep_toml
+from harness.sweep.config import parse_config
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,11 @@ import pytest
 from evals.runs import finished_cells
 from harness.cli import main
 from harness.config import ConfigError
-from harness.sweep import plan_questions, run_sweep
-from harness.sweep_config import expand_grid, load_config, parse_config
-from harness.sweep_export import cell_answers, export_csv, merge_runs
+from harness.sweep.config import load_config, parse_config
+from harness.sweep.export import cell_answers, export_csv
+from harness.sweep.grid import expand_grid, plan_questions
+from harness.sweep.merge import merge_runs
+from harness.sweep.run import run_sweep
 from tests.helpers import REPO, tiny_llama_folder, truthfulqa_csv
 
 MAGNITUDES = [0, 1, 3]   # 7 cells
@@ -116,7 +118,7 @@ def test_run_sweep__metrics_baseline_has_zero_kl_and_kl_grows(setup):
     assert md["coefficients"] == rnd["coefficients"]
     assert md["metrics"]["kl"] != rnd["metrics"]["kl"]
     # the summary's paired difference from the baseline, recomputed from the stored per-question
-    from harness.sweep_export import cell_summary, summary_markdown
+    from harness.sweep.export import cell_summary, summary_markdown
 
     summary = {c["cell_id"]: c for c in cell_summary(setup["reference"])}
     mine, ref = md["mc_per_question"], descs["baseline"]["mc_per_question"]

@@ -1,15 +1,8 @@
 import pytest
 
 from harness.config import ConfigError
-from harness.sweep_config import (
-    BASELINE,
-    SET_HOOK,
-    expand_grid,
-    load_config,
-    parse_config,
-    parse_shard,
-    shard_cells,
-)
+from harness.sweep.config import BASELINE, SET_HOOK, load_config, parse_config
+from harness.sweep.grid import expand_grid, parse_shard, shard_cells
 
 
 def base_config(**overrides) -> dict:

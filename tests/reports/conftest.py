@@ -67,8 +67,8 @@ def real_run(tiny_folder, tmp_path_factory):
     questions and the CE/KL reference text are few."""
     from evals.runs import load_answers
     from evals.spotcheck import import_labels, sample_run
-    from harness.sweep import run_sweep
-    from harness.sweep_config import parse_config
+    from harness.sweep.config import parse_config
+    from harness.sweep.run import run_sweep
     from tests.helpers import truthfulqa_csv
 
     csv_path = truthfulqa_csv()

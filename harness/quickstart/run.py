@@ -181,7 +181,7 @@ def run_quickstart(cfg: QuickstartConfig, progress: bool = True, stream=None) ->
     from evals.truthfulqa import load_truthfulqa
     from harness.config import ModelConfig
     from harness.models import load_model
-    from harness.quickstart_steps import choose_feature, judge_answers, sweep_toml, train_dictionary
+    from harness.quickstart.steps import choose_feature, judge_answers, sweep_toml, train_dictionary
 
     out = Path(cfg.out)
     check_out(out, cfg)
@@ -225,8 +225,8 @@ def run_quickstart(cfg: QuickstartConfig, progress: bool = True, stream=None) ->
                 f"{_d(f['heldout_effect_size'])})")
 
     def sweep() -> str:
-        from harness.sweep import run_sweep
-        from harness.sweep_config import load_config
+        from harness.sweep.run import run_sweep
+        from harness.sweep.config import load_config
 
         s.pop("model", None)  # the sweep loads its own copy
         toml = out / "sweep.toml"

@@ -17,7 +17,8 @@ from typing import Any
 
 from harness.config import ConfigError
 from harness.directions import Direction, projection_std, random_direction, resolve_direction
-from harness.sweep_config import SET_HOOK, DirectionConfig, QuestionPlan, SweepConfig, stable_seed
+from harness.sweep.config import SET_HOOK, DirectionConfig, SweepConfig
+from harness.sweep.grid import QuestionPlan, stable_seed
 
 
 @dataclass

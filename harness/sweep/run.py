@@ -25,19 +25,11 @@ from evals.runs import finished_cells, load_run_info, write_cell, write_json_ato
 from evals.truthfulqa import load_truthfulqa
 from harness.config import ConfigError
 from harness.directions import Direction, to_interventions
-from harness.sweep_config import (
-    BASELINE,
-    Cell,
-    QuestionPlan,
-    SweepConfig,
-    config_to_dict,
-    expand_grid,
-    plan_questions,
-    shard_cells,
-)
-from harness.sweep_directions import DirectionResolver, Resolved
+from harness.sweep.config import BASELINE, SweepConfig, config_to_dict
+from harness.sweep.grid import Cell, QuestionPlan, expand_grid, plan_questions, shard_cells
+from harness.sweep.resolve import DirectionResolver, Resolved
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def code_version() -> dict[str, str]:

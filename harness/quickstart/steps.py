@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError
-from harness.quickstart import QuickstartConfig, corpus_text
+from harness.quickstart.run import QuickstartConfig, corpus_text
 
 
 def _cli(argv: list[str]) -> None:

@@ -1,0 +1,1 @@
+"""``truthsteer quickstart``: the whole pipeline on the embedded model in one call."""

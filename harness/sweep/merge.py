@@ -1,0 +1,62 @@
+"""Merge shard run directories made on other machines into one run directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from evals.runs import check_run_dir
+
+
+def merge_runs(sources: list[str | os.PathLike], dest: str | os.PathLike) -> int:
+    """Copy the finished cells (and fitted directions) of shard run dirs made elsewhere into
+    ``dest``; all must come from the same config and data. Returns the number of cells copied.
+
+    A direction file present in two places must be byte-identical (fit directions once, copy
+    RUN_DIR/directions to every machine, then shard), and so must a cell present in both.
+    """
+    from evals.errors import InputError
+    from evals.runs import cell_paths, finished_cells, load_run_info, write_json_atomic
+
+    dest = Path(dest)
+    copied = 0
+    for src in map(Path, sources):
+        check_run_dir(src)
+        info, mine = load_run_info(src), load_run_info(dest)
+        if not info:
+            raise InputError(f"--merge {src}: no run.json (not a sweep run dir)")
+        if mine and mine.get("identity") != info.get("identity"):
+            raise InputError(f"--merge {src}: made with a different config or data than {dest}")
+        if not mine:
+            write_json_atomic(dest / "run.json", info)
+        for f in sorted((src / "directions").glob("*")) if (src / "directions").is_dir() else []:
+            target = dest / "directions" / f.name
+            if target.exists():
+                if target.read_bytes() != f.read_bytes():
+                    raise InputError(f"--merge {src}: {f.name} differs from {target} (the shards "
+                                     "fitted their own directions; fit once, then shard)")
+                continue
+            _copy_atomic(f, target)
+        have = finished_cells(dest)
+        for cell in sorted(finished_cells(src)):
+            (s_rows, s_desc), (d_rows, d_desc) = cell_paths(src, cell), cell_paths(dest, cell)
+            if cell in have:
+                if s_rows.read_bytes() != d_rows.read_bytes():
+                    raise InputError(f"--merge {src}: cell {cell} exists in {dest} with other rows")
+                continue
+            _copy_atomic(s_rows, d_rows)
+            _copy_atomic(s_desc, d_desc)  # the description last: it marks the cell finished
+            copied += 1
+    return copied
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    from evals.runs import write_text_atomic
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.suffix in (".json", ".jsonl"):
+        write_text_atomic(dst, src.read_text(encoding="utf-8"))
+        return
+    tmp = dst.with_name(f".{dst.name}.copy")
+    tmp.write_bytes(src.read_bytes())
+    os.replace(tmp, dst)
