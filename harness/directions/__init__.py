@@ -1,8 +1,9 @@
 """Where steering directions come from, and how a direction SPEC becomes interventions.
 
-SPECs understood here:
+SPECs (parsed by harness/directions/spec.py):
     random:SEED                  a seeded random unit vector of the hook's width
-    PATH.safetensors[:NAME]      a vector stored in a safetensors file (no pickle)
+    PATH.safetensors[:NAME]      a vector stored in a safetensors file (no pickle), or a
+                                 direction set (harness/directions/store.py)
     feature:DIR:ID               decoder row ID of the dictionary in DIR (true units)
 
 Every direction is unit-normalised, so ``magnitude`` is the L2 norm of the added vector
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 
 from harness.config import ConfigError
+from harness.directions.spec import FeatureSpec, FileSpec, RandomSpec, Spec, parse_spec
 from harness.steering import Intervention, hooks, resolve_hook
 
 
@@ -46,11 +48,11 @@ def random_direction(seed: int, width: int) -> torch.Tensor:
     return _unit(torch.randn(width, generator=gen), f"random:{seed}")
 
 
-def load_safetensors_vector(spec: str) -> torch.Tensor:
+def load_safetensors_vector(spec: FileSpec) -> torch.Tensor:
+    """The one tensor of a plain vector file (or the tensor ``spec.select`` names)."""
     from safetensors import safe_open
 
-    path, _, name = spec.partition(".safetensors")
-    path, name = Path(path + ".safetensors"), name.removeprefix(":")
+    path, name = spec.path, spec.select
     if not path.is_file():
         raise ConfigError(f"--direction {spec}: no such file {path}")
     with safe_open(str(path), framework="pt") as fh:
@@ -65,33 +67,27 @@ def load_safetensors_vector(spec: str) -> torch.Tensor:
         return fh.get_tensor(name)
 
 
-def resolve_direction(spec: str, model, hook: str, head: int | None = None) -> list[Direction]:
+def resolve_direction(spec: str | Spec, model, hook: str, head: int | None = None
+                      ) -> list[Direction]:
     """The direction(s) ``spec`` names, checked against ``hook``'s width."""
-    from harness.directions.store import is_direction_set, resolve_set_spec
+    parsed = parse_spec(spec) if isinstance(spec, str) else spec
+    if isinstance(parsed, FileSpec) and parsed.is_set:  # ITI heads, mean-diff per hook
+        from harness.directions.store import resolve_set_spec
 
-    if is_direction_set(spec):  # a saved set (ITI heads, mean-diff per hook): see store.py
-        return resolve_set_spec(spec, model, hook, head)
+        return resolve_set_spec(parsed, model, hook, head)
     site = resolve_hook(model, hook)
-    kind, _, rest = spec.partition(":")
-    if kind == "random":
-        if not rest.lstrip("-").isdigit():
-            raise ConfigError(f"--direction {spec}: expected random:SEED with an integer seed")
-        vec = random_direction(int(rest), site.width)
-    elif kind == "feature":
-        folder, _, fid = rest.rpartition(":")
-        if not folder or not fid.isdigit():
-            raise ConfigError(f"--direction {spec}: expected feature:DIR:ID")
+    if isinstance(parsed, RandomSpec):
+        vec = random_direction(parsed.seed, site.width)
+    elif isinstance(parsed, FeatureSpec):
         from dictionaries.io import feature_direction
 
-        vec = _unit(feature_direction(folder, int(fid)), spec)
-    elif ".safetensors" in spec:
-        vec = _unit(load_safetensors_vector(spec), spec)
+        vec = _unit(feature_direction(parsed.folder, parsed.feature), str(parsed))
     else:
-        raise ConfigError(f"--direction {spec}: unknown SPEC (use random:SEED, "
-                          "FILE.safetensors[:NAME] or feature:DIR:ID)")
+        vec = _unit(load_safetensors_vector(parsed), str(parsed))
     if vec.numel() != site.width:
-        raise ConfigError(f"--direction {spec} has size {vec.numel()}; hook {hook} needs {site.width}")
-    return [Direction(hook, vec, head, None, spec)]
+        raise ConfigError(f"--direction {parsed} has size {vec.numel()}; hook {hook} needs "
+                          f"{site.width}")
+    return [Direction(hook, vec, head, None, str(parsed))]
 
 
 @torch.inference_mode()

@@ -27,6 +27,7 @@ import torch
 
 from harness.config import ConfigError
 from harness.directions import Direction
+from harness.directions.spec import FileSpec
 
 META_KEY = "truthsteer.direction_set"
 FORMAT_VERSION = 1
@@ -105,19 +106,6 @@ def read_description(path: str | os.PathLike) -> dict[str, Any] | None:
     return json.loads(meta[META_KEY]) if META_KEY in meta else None
 
 
-def is_direction_set(spec: str) -> bool:
-    """Whether SPEC names a direction-set file (``PATH.safetensors[:SELECT]``)."""
-    if ".safetensors" not in spec:
-        return False
-    path = Path(spec.partition(".safetensors")[0] + ".safetensors")
-    from safetensors import SafetensorError
-
-    try:
-        return path.is_file() and read_description(path) is not None
-    except (SafetensorError, OSError, ValueError):  # unreadable: resolve_direction reports it
-        return False
-
-
 def load_direction_set(path: str | os.PathLike) -> DirectionSet:
     from safetensors import safe_open
 
@@ -140,13 +128,13 @@ def load_direction_set(path: str | os.PathLike) -> DirectionSet:
                         arrays)
 
 
-def resolve_set_spec(spec: str, model, hook: str, head: int | None = None) -> list[Direction]:
+def resolve_set_spec(spec: FileSpec, model, hook: str, head: int | None = None
+                     ) -> list[Direction]:
     """The directions a set SPEC selects (see the module docstring), checked against the model."""
     from harness.steering import resolve_hook
 
-    path, _, select = spec.partition(".safetensors")
-    dset = load_direction_set(path + ".safetensors")
-    select = select.removeprefix(":")
+    path, select = spec.path, spec.select
+    dset = load_direction_set(path)
     if select == "all":
         chosen = list(dset.directions)
     elif select.isdigit():
@@ -162,7 +150,7 @@ def resolve_set_spec(spec: str, model, hook: str, head: int | None = None) -> li
             raise ConfigError(f"--direction {spec}: no direction at {hook}"
                               f"{'' if head is None else f' head {head}'} (the set has "
                               f"{', '.join(hooks[:6])}{'...' if len(hooks) > 6 else ''}; "
-                              f"use {path}.safetensors:all for all of them)")
+                              f"use {path}:all for all of them)")
     for d in chosen:
         site = resolve_hook(model, d.hook)
         if d.vector.numel() != site.width:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import POSITIONS, ConfigError, GenerationConfig, ModelConfig
+from harness.directions.spec import parse_spec
 
 KINDS = ("iti", "meandiff", "random", "spec")
 SET_HOOK = "set"          # the hook label meaning "each direction of the set at its own hook"
@@ -153,6 +154,8 @@ class DirectionConfig:
         if self.kind == "spec" and not self.spec:
             raise ConfigError(f"{where}: kind spec needs spec = \"random:SEED\", "
                               "\"FILE.safetensors[:NAME]\" or \"feature:DIR:ID\"")
+        if self.kind == "spec":
+            parse_spec(self.spec)  # syntax only: files are read when the sweep resolves it
         if self.kind == "random" and not self.hooks and not self.match:
             raise ConfigError(f"{where}: random needs hooks, or match = \"<direction name>\" "
                               "to copy another direction's hooks and norms")

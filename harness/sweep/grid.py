@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from evals.truthfulqa import kfold
 from harness.config import ConfigError
+from harness.directions.spec import FeatureSpec, parse_spec
 from harness.sweep.config import BASELINE, SET_HOOK, DirectionConfig, SweepConfig
 
 
@@ -43,20 +43,21 @@ def direction_hooks(d: DirectionConfig, cfg: SweepConfig) -> tuple[str, ...]:
         return d.hooks
     if d.match:
         return direction_hooks(cfg.direction(d.match), cfg)
-    if d.kind == "spec" and d.spec and d.spec.startswith("feature:"):
-        return (feature_hook(d.spec),)
+    if d.kind == "spec" and d.spec:
+        spec = parse_spec(d.spec)
+        if isinstance(spec, FeatureSpec):
+            return (feature_hook(spec),)
     return (SET_HOOK,)  # a direction-set file used with all of its own hooks
 
 
-def feature_hook(spec: str) -> str:
+def feature_hook(spec: FeatureSpec) -> str:
     """The hook a ``feature:DIR:ID`` dictionary was trained at (its cfg.json's ``hook_name``,
     top-level or under ``metadata`` as SAELens 6 writes it)."""
     import json
 
-    folder = spec.removeprefix("feature:").rpartition(":")[0]
-    path = Path(folder) / "cfg.json"
+    path = spec.folder / "cfg.json"
     if not path.is_file():
-        raise ConfigError(f"spec {spec}: no dictionary cfg.json in {folder}")
+        raise ConfigError(f"spec {spec}: no dictionary cfg.json in {spec.location}")
     cfg = json.loads(path.read_text(encoding="utf-8"))
     meta = cfg.get("metadata") or {}
     hook = cfg.get("hook_name") or meta.get("hook_name") or cfg.get("hook_point")

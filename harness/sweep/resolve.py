@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.config import ConfigError
 from harness.directions import Direction, projection_std, random_direction, resolve_direction
+from harness.directions.spec import FileSpec, RandomSpec, parse_spec
 from harness.sweep.config import SET_HOOK, DirectionConfig, SweepConfig
 from harness.sweep.grid import QuestionPlan, stable_seed
 
@@ -69,23 +70,20 @@ class DirectionResolver:
                     stable_seed(d.seed, t.hook, t.head), t.vector.numel()), t.head, t.std,
                     f"random:{d.name}") for t in target.by_fold[f]] for f in folds}
                 return Resolved(by_fold, target.excluded, {"match": d.match, "seed": d.seed})
-            spec = f"random:{d.seed}"
+            spec = RandomSpec(d.seed)
             dirs = [self._with_std(x, d.scale) for x in resolve_direction(spec, self.model, hook)]
-            return Resolved({f: dirs for f in folds}, frozenset(), {"spec": spec})
-        from harness.directions.store import is_direction_set, load_direction_set
+            return Resolved({f: dirs for f in folds}, frozenset(), {"spec": str(spec)})
+        from harness.directions.store import load_direction_set, resolve_set_spec
 
-        spec = d.spec or ""
+        spec = parse_spec(d.spec or "")
         excluded: frozenset[int] = frozenset()
-        if is_direction_set(spec):
-            path = spec.partition(".safetensors")[0] + ".safetensors"
-            excluded = frozenset(load_direction_set(path).train_question_ids)
-            if hook == SET_HOOK and ".safetensors:" not in spec:
-                spec = path + ":all"
+        if isinstance(spec, FileSpec) and spec.is_set:
+            excluded = frozenset(load_direction_set(spec.path).train_question_ids)
         elif hook == SET_HOOK:
             raise ConfigError(f"[[directions]] {d.name!r}: spec {spec} needs hooks = [...]")
         if hook == SET_HOOK:
-            from harness.directions.store import resolve_set_spec
-
+            if not spec.select:
+                spec = dataclasses.replace(spec, select="all", text="")
             dirs = resolve_set_spec(spec, self.model, hook)
         else:
             dirs = resolve_direction(spec, self.model, hook)
