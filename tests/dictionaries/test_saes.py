@@ -33,3 +33,24 @@ def test_dictionary__encode_decode_by_hand_and_fold_keeps_features():
     torch.testing.assert_close(sae.encode(x), f.detach() * 0 + sae.encode(x))
     torch.testing.assert_close(sae(x), x_hat_scaled / 3.0)
     assert sae.activation_scale == 3.0
+
+
+def test_dictionary__jumprelu_zeroes_at_or_below_threshold_and_cannot_be_trained():
+    import pytest
+
+    from dictionaries.config import DictionaryConfigError, TrainConfig
+    from dictionaries.trainer import DictionaryTrainer
+
+    cfg = DictionaryConfig(d_in=3, d_sae=4, architecture="jumprelu")
+    sae = Dictionary(cfg, apply_b_dec_to_input=False)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.tensor([[1.0, 0, 0, -1], [0, 1, 0, 0], [0, 0, 1, 0]]))
+        sae.b_enc.zero_()
+        sae.b_dec.fill_(5.0)  # not subtracted (Gemma Scope)
+        sae.threshold.copy_(torch.tensor([0.5, 0.5, 0.25, 0.0]))
+    x = torch.tensor([[0.5, 0.75, 0.25], [-2.0, 0.5, 1.0]])
+    # pre = [[0.5, 0.75, 0.25, -0.5], [-2, 0.5, 1, 2]]: ties (0.5 at 0.5, 0.25 at 0.25) are zero
+    expected = torch.tensor([[0.0, 0.75, 0.0, 0.0], [0.0, 0.0, 1.0, 2.0]])
+    assert torch.equal(sae.encode(x), expected)
+    with pytest.raises(DictionaryConfigError, match="JumpReLU is for loading published"):
+        DictionaryTrainer(cfg, TrainConfig())
