@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from evals.io import cache_root
 from evals.judges.base import JudgeItem, Verdict
 
-CACHE_ENV = "TRUTHSTEER_CACHE"
 SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (
@@ -44,8 +44,7 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "truthsteer"
-    return Path(root) / "judge_cache.sqlite"
+    return cache_root() / "judge_cache.sqlite"
 
 
 def references_hash(item: JudgeItem) -> str:

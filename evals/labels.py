@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evals.errors import InputError
+from evals.io import atomic_write_bytes
 from evals.truthfulqa import Question, TruthfulQA
 
 LABELS_ENV = "TRUTHSTEER_HUMAN_LABELS"
@@ -134,18 +135,16 @@ def download_label_files(target: Path, timeout: float = 30.0) -> tuple[Path, Pat
     for name in FILE_PAIRS[1]:
         dest = target / name
         if not dest.is_file():
-            tmp = target / f".{name}.part"
             try:
                 with urllib.request.urlopen(GITHUB_RAW + name, timeout=timeout) as resp:
-                    tmp.write_bytes(resp.read())
+                    data = resp.read()
             except OSError as err:
-                tmp.unlink(missing_ok=True)
                 raise InputError(
                     f"human labels: could not download {GITHUB_RAW + name} ({type(err).__name__}); "
                     f"offline, set {LABELS_ENV} to a folder holding human_truth_dev.jsonl and "
                     "human_info_dev.jsonl (or finetune_truth.jsonl and finetune_info.jsonl)"
                 ) from None
-            os.replace(tmp, dest)
+            atomic_write_bytes(dest, data)
         paths.append(dest)
     return paths[0], paths[1]
 

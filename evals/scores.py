@@ -1,4 +1,5 @@
-"""Judge scores of a run, stored apart from the answers: ``RUN_DIR/scores/<judge_slug>.jsonl``.
+"""Judge scores of a run, stored apart from the answers: ``RUN_DIR/scores/<judge_slug>.jsonl``,
+owned by :class:`ScoreFile`; :func:`judge_run` is the one loop that judges a run.
 
 One row per judged (cell_id, question_id), appended (one ``write`` per line, O_APPEND) and
 flushed as results arrive, so an interrupted run keeps everything finished. A row holds::
@@ -9,7 +10,12 @@ flushed as results arrive, so an interrupted run keeps everything finished. A ro
     usage, judged_at
 
 Reading keeps the latest row per key (a rerun's rows win), ignores rows of other prompt versions
-when asked, and skips a torn last line left by a crash (that item is then judged again).
+when asked, and skips a torn last line left by a crash (that item is then judged again). Beside
+a score file live ``<slug>.runs.jsonl`` (one usage record per ``truthsteer judge``; not scores)
+and ``<slug>.judge.json`` (what is known about the judge: name, recipe, measured agreement).
+
+A score counts for an answer only while the answer is the one it scored
+(:func:`answer_changed`); a verdict is read as True / False / None (:func:`verdict_label`).
 """
 
 from __future__ import annotations
@@ -22,14 +28,49 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from evals.errors import InputError
 from evals.judges.base import JudgeResult, Verdict
+from evals.rundir import RunDir, judge_slug
 
 Key = tuple[str, int]
 KINDS = ("truthful", "informative")
+SUFFIX = ".jsonl"
+USAGE_LOG_SUFFIX = ".runs.jsonl"  # scores/<slug>.runs.jsonl: a judge's usage log, not scores
+RECORD_SUFFIX = ".judge.json"
 
+__all__ = ["KINDS", "ScoreFile", "ScoreWriter", "answer_changed", "answer_sha256",
+           "append_scores", "judge_run", "load_scores", "missing",
+           "missing_keys", "needs_judging", "result_from_row", "score_row", "summarize",
+           "usage_totals", "verdict_label"]
+
+
+# --- one row ---------------------------------------------------------------------------------
 
 def answer_sha256(answer: str) -> str:
     return hashlib.sha256(answer.encode("utf-8")).hexdigest()[:16]
+
+
+def key_of(row: Mapping[str, Any]) -> Key:
+    return str(row["cell_id"]), int(row["question_id"])
+
+
+def answer_changed(score: Mapping[str, Any], answer_row: Mapping[str, Any]) -> bool:
+    """True when ``score`` was given to another text than ``answer_row``'s answer. A row without
+    an ``answer_sha256`` (written by hand) cannot be checked and counts as unchanged."""
+    sha = score.get("answer_sha256")
+    return sha is not None and sha != answer_sha256(str(answer_row.get("answer", "")))
+
+
+def verdict_label(value: Any) -> bool | None:
+    """True / False / None (unscored or missing) from a score row's verdict record
+    (``{"verdict": "yes"}``), a bool, or a yes/no string."""
+    if isinstance(value, Mapping):
+        value = value.get("verdict", value.get("label"))
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("yes", "no"):
+        return value.strip().lower() == "yes"
+    return None
 
 
 def verdict_record(v: Verdict) -> dict[str, Any]:
@@ -57,6 +98,35 @@ def result_from_row(row: Mapping[str, Any]) -> JudgeResult:
     return JudgeResult(verdict_from_record(row["truthful"]),
                        verdict_from_record(row["informative"]), row["judge_id"],
                        row["prompt_version"], dict(row.get("usage") or {}))
+
+
+def needs_judging(answer_row: Mapping[str, Any], score: Mapping[str, Any] | None) -> bool:
+    """True when there is no score, the answer changed since, or a verdict is unscored."""
+    if score is None or answer_changed(score, answer_row):
+        return True
+    return any(verdict_label(score.get(k)) is None for k in KINDS)
+
+
+def missing(answer_rows: Iterable[Mapping[str, Any]], scores: Mapping[Key, Mapping[str, Any]]
+            ) -> list[Mapping[str, Any]]:
+    """The answer rows a rerun must judge (see :func:`needs_judging`)."""
+    return [r for r in answer_rows if needs_judging(r, scores.get(key_of(r)))]
+
+
+def missing_keys(answer_rows: Iterable[Mapping[str, Any]],
+                 scores: Mapping[Key, Mapping[str, Any]]) -> list[Key]:
+    return [key_of(r) for r in missing(answer_rows, scores)]
+
+
+def usage_totals(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Sum of the ``usage`` counters of score rows (or of JudgeResult.usage dicts)."""
+    total: dict[str, int] = {}
+    for row in rows:
+        usage = row.get("usage", row) if isinstance(row, Mapping) else {}
+        for k, v in (usage or {}).items():
+            if isinstance(v, int):
+                total[k] = total.get(k, 0) + v
+    return total
 
 
 class ScoreWriter:
@@ -95,46 +165,149 @@ def append_scores(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) ->
             writer.write(row)
 
 
+# --- one file --------------------------------------------------------------------------------
+
+class ScoreFile:
+    """``scores/<slug>.jsonl`` of one judge, with its usage log and judge record beside it."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"ScoreFile({str(self.path)!r})"
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def usage_log_path(self) -> Path:
+        return self.path.with_name(self.stem + USAGE_LOG_SUFFIX)
+
+    @property
+    def record_path(self) -> Path:
+        return self.path.with_name(self.stem + RECORD_SUFFIX)
+
+    # --- choosing ----------------------------------------------------------------------------
+
+    @classmethod
+    def for_judge(cls, run: RunDir, judge_id: str) -> ScoreFile:
+        """Where ``judge_id`` writes its scores in ``run``."""
+        return cls(run.scores_dir / f"{judge_slug(judge_id)}{SUFFIX}")
+
+    @classmethod
+    def all(cls, run: RunDir) -> list[ScoreFile]:
+        """Every judge's score file in ``run`` (not the usage logs), sorted by name."""
+        folder = run.scores_dir
+        if not folder.is_dir():
+            return []
+        return [cls(p) for p in sorted(folder.glob(f"*{SUFFIX}"))
+                if not p.name.endswith(USAGE_LOG_SUFFIX)]
+
+    @classmethod
+    def pick(cls, run: RunDir, judge: str | None) -> ScoreFile | None:
+        """The score file of ``judge`` (an id, its slug, or the file's name), or the only one.
+
+        None when the run has no scores (and no judge was asked for); InputError when ``judge``
+        scored nothing here, or when several judges did and none was chosen.
+        """
+        files = cls.all(run)
+        if judge is not None:
+            wanted = {judge, judge_slug(judge), judge.removesuffix(SUFFIX)}
+            hits = [f for f in files if f.stem in wanted] or [
+                f for f in files if f.judge_id() == judge]
+            if not hits:
+                have = ", ".join(f.stem for f in files) or "none"
+                raise InputError(f"--judge {judge}: {run.path} has no scores by that judge (it "
+                                 f"has: {have}; score it with `truthsteer judge {run.path} "
+                                 f"--judge {judge}`)")
+            return hits[0]
+        if len(files) > 1:
+            raise InputError(f"{run.path}: several judges scored this run "
+                             f"({', '.join(f.stem for f in files)}); pick one with --judge")
+        return files[0] if files else None
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every well-formed row in file order; a torn line (a crash mid-write) is skipped."""
+        rows: list[dict[str, Any]] = []
+        if not self.path.exists():
+            return rows
+        with open(self.path, encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line torn by a crash; its item counts as missing
+                if isinstance(row, dict) and "cell_id" in row and "question_id" in row:
+                    rows.append(row)
+        return rows
+
+    def latest(self, prompt_version: str | None = None) -> dict[Key, dict[str, Any]]:
+        """The latest row per (cell_id, question_id); only ``prompt_version``'s when given."""
+        return {key_of(r): r for r in self.rows()
+                if prompt_version is None or r.get("prompt_version") == prompt_version}
+
+    def latest_of_newest_version(self) -> tuple[dict[Key, dict[str, Any]], str | None, int]:
+        """(latest row per key of the prompt version of the last row written, that version,
+        number of rows of other versions). After a judge's prompt changed, the file holds rows
+        of several versions; the older ones count as unscored unless rescored."""
+        rows = self.rows()
+        if not rows:
+            return {}, None, 0
+        version = rows[-1].get("prompt_version")
+        latest = {key_of(r): r for r in rows if r.get("prompt_version") == version}
+        return latest, version, sum(1 for r in rows if r.get("prompt_version") != version)
+
+    def judge_id(self) -> str | None:
+        """The judge id of the first row that names one."""
+        return next((str(r["judge_id"]) for r in self.rows() if r.get("judge_id")), None)
+
+    def current(self, answers: Iterable[Mapping[str, Any]], prompt_version: str | None = None
+                ) -> dict[Key, dict[str, Any]]:
+        """The latest score of each of ``answers`` whose answer has not changed since."""
+        latest = self.latest(prompt_version)
+        out = {}
+        for a in answers:
+            score = latest.get(key_of(a))
+            if score is not None and not answer_changed(score, a):
+                out[key_of(a)] = score
+        return out
+
+    def read_record(self) -> dict[str, Any] | None:
+        """``<slug>.judge.json``, when the judge wrote one."""
+        if not self.record_path.is_file():
+            return None
+        return json.loads(self.record_path.read_text(encoding="utf-8"))
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def writer(self) -> ScoreWriter:
+        return ScoreWriter(self.path)
+
+    def append_usage(self, record: Mapping[str, Any]) -> None:
+        append_scores(self.usage_log_path, [record])
+
+    def write_record(self, judge: Any) -> Path | None:
+        """Write the judge's record (id, prompt version, name, recipe, measured agreement with
+        people) beside its scores, so a report shows the agreement wherever the scores appear.
+        Only judges that have one (learned judges) write it; returns None for the others."""
+        from evals.io import atomic_write_json
+
+        record = judge.record()
+        if record is None:
+            return None
+        atomic_write_json(self.record_path, record)
+        return self.record_path
+
+
 def load_scores(path: str | os.PathLike, prompt_version: str | None = None
                 ) -> dict[Key, dict[str, Any]]:
-    """The latest row per (cell_id, question_id); only ``prompt_version``'s rows when given."""
-    path = Path(path)
-    latest: dict[Key, dict[str, Any]] = {}
-    if not path.exists():
-        return latest
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by a crash; its item counts as missing
-            if not isinstance(row, dict) or "cell_id" not in row or "question_id" not in row:
-                continue
-            if prompt_version is not None and row.get("prompt_version") != prompt_version:
-                continue
-            latest[(row["cell_id"], int(row["question_id"]))] = row
-    return latest
-
-
-def needs_judging(answer_row: Mapping[str, Any], score: Mapping[str, Any] | None) -> bool:
-    """True when there is no score, the answer changed since, or a verdict is unscored."""
-    if score is None or score.get("answer_sha256") != answer_sha256(answer_row["answer"]):
-        return True
-    return any(score[k]["verdict"] == "unscored" for k in KINDS)
-
-
-def missing(answer_rows: Iterable[Mapping[str, Any]], scores: Mapping[Key, Mapping[str, Any]]
-            ) -> list[Mapping[str, Any]]:
-    """The answer rows a rerun must judge (see :func:`needs_judging`)."""
-    return [r for r in answer_rows
-            if needs_judging(r, scores.get((r["cell_id"], int(r["question_id"]))))]
-
-
-def missing_keys(answer_rows: Iterable[Mapping[str, Any]],
-                 scores: Mapping[Key, Mapping[str, Any]]) -> list[Key]:
-    return [(r["cell_id"], int(r["question_id"])) for r in missing(answer_rows, scores)]
+    """``ScoreFile(path).latest(prompt_version)``."""
+    return ScoreFile(path).latest(prompt_version)
 
 
 def summarize(answer_rows: Iterable[Mapping[str, Any]], scores: Mapping[Key, Mapping[str, Any]]
@@ -145,16 +318,16 @@ def summarize(answer_rows: Iterable[Mapping[str, Any]], scores: Mapping[Key, Map
     for row in answer_rows:
         cell = cells.setdefault(row["cell_id"], {"n": 0, "t": [], "i": [], "ti": []})
         cell["n"] += 1
-        score = scores.get((row["cell_id"], int(row["question_id"])))
-        if score is None or score.get("answer_sha256") != answer_sha256(row["answer"]):
+        score = scores.get(key_of(row))
+        if score is None or answer_changed(score, row):
             continue
-        t, i = (score[k]["verdict"] for k in KINDS)
-        if t != "unscored":
-            cell["t"].append(t == "yes")
-        if i != "unscored":
-            cell["i"].append(i == "yes")
-        if t != "unscored" and i != "unscored":
-            cell["ti"].append(t == "yes" and i == "yes")
+        t, i = (verdict_label(score.get(k)) for k in KINDS)
+        if t is not None:
+            cell["t"].append(t)
+        if i is not None:
+            cell["i"].append(i)
+        if t is not None and i is not None:
+            cell["ti"].append(t and i)
 
     def pct(xs: list[bool]) -> float:
         return 100.0 * sum(xs) / len(xs) if xs else float("nan")
@@ -167,38 +340,74 @@ def summarize(answer_rows: Iterable[Mapping[str, Any]], scores: Mapping[Key, Map
             for cid, c in sorted(cells.items())}
 
 
-def usage_totals(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Sum of the ``usage`` counters of score rows (or of JudgeResult.usage dicts)."""
-    total: dict[str, int] = {}
-    for row in rows:
-        usage = row.get("usage", row) if isinstance(row, Mapping) else {}
-        for k, v in (usage or {}).items():
-            if isinstance(v, int):
-                total[k] = total.get(k, 0) + v
-    return total
+# --- judging a run ---------------------------------------------------------------------------
 
-
-def judge_record_path(score_path: str | os.PathLike) -> Path:
-    """``scores/<slug>.judge.json``: what is known about the judge behind ``<slug>.jsonl``."""
-    path = Path(score_path)
-    return path.with_name(path.stem + ".judge.json")
-
-
-def write_judge_record(score_path: str | os.PathLike, judge: Any) -> Path | None:
-    """Write the judge's id, prompt version, name, recipe and measured agreement with people
-    beside its scores (so a report shows the agreement wherever the scores appear). Only judges
-    that carry an ``info`` mapping (learned judges) have one; returns None for the others."""
-    import dataclasses
-
-    from evals.runs import write_json_atomic
-
-    info = getattr(judge, "info", None)
-    if not isinstance(info, Mapping):
+def cost_usd(usage: Mapping[str, int], per_1k_in: float | None, per_1k_out: float | None
+             ) -> float | None:
+    """The cost of ``usage`` at the given prices per 1,000 tokens (None without prices)."""
+    if per_1k_in is None and per_1k_out is None:
         return None
-    cfg = getattr(judge, "cfg", None)
-    recipe = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None
-    path = judge_record_path(score_path)
-    write_json_atomic(path, {"judge_id": judge.judge_id, "prompt_version": judge.prompt_version,
-                             "name": info.get("name"), "agreement": info.get("agreement", {}),
-                             "recipe": recipe})
-    return path
+    return (usage.get("prompt_tokens", 0) * (per_1k_in or 0.0)
+            + usage.get("completion_tokens", 0) * (per_1k_out or 0.0)) / 1000.0
+
+
+def judge_run(run: RunDir | str | os.PathLike, judge: Any, *, truthfulqa: Any = None,
+              progress: bool = True, prices: tuple[float | None, float | None] = (None, None),
+              base_url: str | None = None, log: Any = None) -> dict[str, Any]:
+    """Judge every answer of ``run`` that needs it (:func:`needs_judging`) with ``judge``,
+    writing each score as it arrives, then the judge's usage record and its ``.judge.json``.
+
+    ``truthfulqa``: the questions' references (a TruthfulQA, or a path; default: the run's own
+    file, see :meth:`RunDir.load_truthfulqa`). ``prices``: USD per 1,000 input / output tokens
+    for the cost in the usage record. ``base_url`` is recorded without credentials. ``log(msg)``
+    is told what is about to be judged. Returns {"judge_id", "prompt_version", "path",
+    "n_answers", "n_judged", "seconds", "usage", "cost_usd", "cells" (:func:`summarize`),
+    "record" (path of the judge record or None)}.
+    """
+    import re
+    import time
+
+    from evals.judges import JudgeItem, judge_incrementally
+    from evals.truthfulqa import TruthfulQA
+
+    run = RunDir.open(run)
+    answers = run.answers()
+    if not answers:
+        raise InputError(f"{run.path}: no finished cells with answers to judge")
+    tq = truthfulqa if isinstance(truthfulqa, TruthfulQA) else run.load_truthfulqa(truthfulqa)
+    by_id = {q.id: q for q in tq.by_id(sorted({int(r["question_id"]) for r in answers}))}
+    for r in answers:
+        q = by_id[int(r["question_id"])]
+        if r.get("question") is not None and r["question"].strip() != q.question.strip():
+            raise InputError(f"{run.path}: question {q.id} of cell {r['cell_id']} is "
+                             f"{r['question'][:50]!r} but {tq.origin} has {q.question[:50]!r} "
+                             "(pass the TruthfulQA file the run was generated from)")
+    scores = ScoreFile.for_judge(run, judge.judge_id)
+    todo = missing(answers, scores.latest(judge.prompt_version))
+    if log is not None:
+        log(f"{judge.judge_id} ({judge.prompt_version}): {len(answers)} answers in "
+            f"{len({r['cell_id'] for r in answers})} cells; {len(answers) - len(todo)} already "
+            f"scored, judging {len(todo)}")
+    items = [JudgeItem.for_question(by_id[int(r["question_id"])], r["answer"]) for r in todo]
+    usages: list[dict[str, int]] = []
+    started = time.time()
+    with scores.writer() as writer:
+        def on_result(i: int, result: JudgeResult) -> None:
+            writer.write(score_row(todo[i], result))
+            usages.append(dict(result.usage))
+
+        if items:
+            judge_incrementally(judge, items, on_result, progress=progress)
+    elapsed = time.time() - started
+    usage = usage_totals(usages)
+    cost = cost_usd(usage, *prices)
+    scores.append_usage({
+        "judge_id": judge.judge_id, "prompt_version": judge.prompt_version,
+        "base_url": re.sub(r"//[^/@]*@", "//", base_url) if base_url else base_url,
+        "judged": len(items), "seconds": round(elapsed, 2), "usage": usage, "cost_usd": cost,
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+    return {"judge_id": judge.judge_id, "prompt_version": judge.prompt_version,
+            "path": scores.path, "n_answers": len(answers), "n_judged": len(items),
+            "seconds": elapsed, "usage": usage, "cost_usd": cost,
+            "cells": summarize(answers, scores.latest(judge.prompt_version)),
+            "record": scores.write_record(judge)}

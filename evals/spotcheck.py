@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from evals.errors import InputError
-from evals.runs import check_run_dir, judge_slug, load_answers, score_files, write_text_atomic
+from evals.io import atomic_write_text
+from evals.rundir import RunDir
+from evals.scores import ScoreFile, verdict_label
 from evals.truthfulqa import TruthfulQA
 
 LABEL_COLUMNS = ("truthful", "informative")
-HUMAN_LABELS = Path("labels") / "human.csv"
 _TRUE = {"yes", "y", "true", "t", "1"}
 _FALSE = {"no", "n", "false", "f", "0"}
 
@@ -60,53 +61,27 @@ def item_id(cell_id: str, question_id: int) -> str:
     return f"{cell_id}/{question_id}"
 
 
-def _verdict_of(value: Any) -> str | None:
-    """'yes' / 'no' / None from the shapes a score row may use for one kind."""
-    if isinstance(value, dict):
-        value = value.get("verdict", value.get("label"))
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, str) and value.strip().lower() in ("yes", "no"):
-        return value.strip().lower()
-    return None
+def _yes_no(value: Any) -> str | None:
+    label = verdict_label(value)
+    return None if label is None else ("yes" if label else "no")
 
 
-def read_verdicts(run_dir: Path, judge: str | None = None,
-                  hashes: dict[tuple[str, int], str] | None = None
+def read_verdicts(run_dir: str | os.PathLike | RunDir, judge: str | None = None,
+                  answers: Sequence[dict[str, Any]] | None = None
                   ) -> tuple[str | None, dict[tuple[str, int], tuple[str | None, str | None]]]:
-    """(judge id, {(cell_id, question_id): (truthful, informative)}) from RUN_DIR/scores/.
+    """(judge id, {(cell_id, question_id): (truthful, informative)}) as "yes"/"no"/None.
 
-    With ``judge`` unset and one scores file, that file; with several, ``judge`` must pick one
-    (a judge id, its file-name slug, or the file's name). Rows are read with
-    ``evals.scores.load_scores`` (latest row per answer); ``hashes``, when given, is filled
-    with each scored answer's ``answer_sha256``.
+    The score file is chosen by :meth:`evals.scores.ScoreFile.pick` (``judge``: an id, its
+    slug or the file's name; needed when several judges scored the run). With ``answers``,
+    a verdict on an answer that has changed since it was scored is left out.
     """
-    from evals.scores import load_scores
-
-    folder = Path(run_dir) / "scores"
-    files = score_files(run_dir)
-    if judge is not None:
-        wanted = {judge, judge_slug(judge), judge.removesuffix(".jsonl")}
-        files = [f for f in files if f.stem in wanted] or [
-            f for f in files if any(r.get("judge_id") == judge
-                                    for r in list(load_scores(f).values())[:1])]
-        if not files:
-            raise InputError(f"--judge {judge}: no scores by that judge in {folder} "
-                             "(score the run with `truthsteer judge RUN_DIR --judge …` first)")
-    if not files:
+    scores = ScoreFile.pick(RunDir.open(run_dir), judge)
+    if scores is None:
         return None, {}
-    if len(files) > 1:
-        raise InputError(f"{folder}: several judges scored this run "
-                         f"({', '.join(f.stem for f in files)}); pick one with --judge")
-    verdicts: dict[tuple[str, int], tuple[str | None, str | None]] = {}
-    judge_id = None
-    for (cell, qid), row in load_scores(files[0]).items():
-        judge_id = row.get("judge_id", judge_id)
-        verdicts[(str(cell), int(qid))] = (_verdict_of(row.get("truthful")),
-                                           _verdict_of(row.get("informative")))
-        if hashes is not None and row.get("answer_sha256"):
-            hashes[(str(cell), int(qid))] = row["answer_sha256"]
-    return judge_id or files[0].stem, verdicts
+    rows = scores.current(answers) if answers is not None else scores.latest()
+    verdicts = {key: (_yes_no(row.get("truthful")), _yes_no(row.get("informative")))
+                for key, row in rows.items()}
+    return scores.judge_id() or scores.stem, verdicts
 
 
 def allocate(sizes: dict[Any, int], n: int) -> dict[Any, int]:
@@ -179,7 +154,7 @@ def write_sample(run_dir: Path, items: Sequence[SpotItem], meta: dict[str, Any])
     """Write sample.csv, label.html and sample.json into RUN_DIR/spotcheck/ (atomically)."""
     from evals.spotcheck_page import render_page
 
-    out = Path(run_dir) / "spotcheck"
+    out = RunDir(run_dir).spotcheck_dir
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["id", "cell_id", "question_id", "question", "best_answer",
@@ -189,10 +164,10 @@ def write_sample(run_dir: Path, items: Sequence[SpotItem], meta: dict[str, Any])
                          "; ".join(it.correct_answers), "; ".join(it.incorrect_answers),
                          it.answer, "", ""])
     paths = [out / "sample.csv", out / "label.html", out / "sample.json"]
-    write_text_atomic(paths[0], buf.getvalue())
-    write_text_atomic(paths[1], render_page(items, title=f"Spot check: {Path(run_dir).name}",
+    atomic_write_text(paths[0], buf.getvalue())
+    atomic_write_text(paths[1], render_page(items, title=f"Spot check: {Path(run_dir).name}",
                                             key=meta.get("key", "")))
-    write_text_atomic(paths[2], json.dumps({**meta, "items": [asdict(it) for it in items]},
+    atomic_write_text(paths[2], json.dumps({**meta, "items": [asdict(it) for it in items]},
                                            indent=2) + "\n")
     return paths
 
@@ -200,16 +175,10 @@ def write_sample(run_dir: Path, items: Sequence[SpotItem], meta: dict[str, Any])
 def sample_run(run_dir: str | os.PathLike, n: int = 100, judge: str | None = None,
                seed: int = 0, truthfulqa: TruthfulQA | None = None) -> tuple[list[Path], dict]:
     """Draw and write a spot-check sample of a run; returns (paths, summary)."""
-    path = check_run_dir(run_dir)
-    from evals.scores import answer_sha256
-
-    hashes: dict[tuple[str, int], str] = {}
-    judge_id, verdicts = read_verdicts(path, judge, hashes)
-    answers = load_answers(path)
-    for row in answers:  # a verdict on an answer that has since changed does not count
-        key = (str(row["cell_id"]), int(row["question_id"]))
-        if key in hashes and hashes[key] != answer_sha256(str(row.get("answer", ""))):
-            verdicts.pop(key, None)
+    run = RunDir.open(run_dir)
+    path = run.path
+    answers = run.answers()
+    judge_id, verdicts = read_verdicts(run, judge, answers)
     items = draw_sample(answers, verdicts, truthfulqa, n, seed)
     meta = {"n": len(items), "seed": seed, "judge_id": judge_id,
             "stratified_by": ["cell_id"] + (["judge truthful verdict"] if verdicts else []),
@@ -259,7 +228,7 @@ def parse_labels_csv(text: str, origin: str, valid_ids: set[str]) -> dict[str, d
 
 def read_human_labels(run_dir: str | os.PathLike) -> list[dict[str, str]]:
     """The run's imported labels (RUN_DIR/labels/human.csv), or [] when none were imported."""
-    path = Path(run_dir) / HUMAN_LABELS
+    path = RunDir(run_dir).human_labels_path
     if not path.is_file():
         return []
     with open(path, encoding="utf-8", newline="") as fh:
@@ -268,7 +237,8 @@ def read_human_labels(run_dir: str | os.PathLike) -> list[dict[str, str]]:
 
 def import_labels(run_dir: str | os.PathLike, labels_csv: str | os.PathLike) -> dict[str, int]:
     """Validate ``labels_csv`` against the run and merge it into RUN_DIR/labels/human.csv."""
-    path = check_run_dir(run_dir)
+    run = RunDir.open(run_dir)
+    path = run.path
     src = Path(labels_csv)
     if not src.is_file():
         raise InputError(f"{src}: no such labels file")
@@ -276,11 +246,11 @@ def import_labels(run_dir: str | os.PathLike, labels_csv: str | os.PathLike) -> 
         text = src.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise InputError(f"{src}: not UTF-8 text (byte {err.start}); re-save it as UTF-8") from None
-    answers = {item_id(str(r["cell_id"]), int(r["question_id"])): r for r in load_answers(path)}
+    answers = {item_id(str(r["cell_id"]), int(r["question_id"])): r for r in run.answers()}
     new = parse_labels_csv(text, str(src), set(answers))
     new = {k: v for k, v in new.items() if any(v.values())}
     weights = {}
-    design = path / "spotcheck" / "sample.json"
+    design = run.spotcheck_dir / "sample.json"
     if design.is_file():
         weights = {it["id"]: it["weight"] for it in json.loads(design.read_text())["items"]}
     merged = {r["id"]: r for r in read_human_labels(path)}
@@ -295,5 +265,5 @@ def import_labels(run_dir: str | os.PathLike, labels_csv: str | os.PathLike) -> 
     writer.writeheader()
     for rid in sorted(merged):
         writer.writerow(merged[rid])
-    write_text_atomic(path / HUMAN_LABELS, buf.getvalue())
+    atomic_write_text(run.human_labels_path, buf.getvalue())
     return {"imported": len(new), "updated": updated, "total": len(merged)}

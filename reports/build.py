@@ -12,7 +12,7 @@ import math
 import os
 from pathlib import Path
 
-from evals.runs import write_text_atomic
+from evals.io import atomic_write_bytes, atomic_write_text
 from reports import plots
 from reports.fingerprint import fingerprint
 from reports.load import RunData, load_runs
@@ -262,30 +262,8 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike,
         raise InputError(f"--out {out}: exists and is not a folder")
     markdown, files = to_markdown(doc)
     for rel, data in files.items():
-        _write_bytes_atomic(out / rel, data)
-    write_text_atomic(out / "report.md", markdown)
-    write_text_atomic(out / "index.html", to_html(doc))
-    for path in [out / "report.md", out / "index.html", *(out / rel for rel in files)]:
-        _readable(path)
+        atomic_write_bytes(out / rel, data)
+    atomic_write_text(out / "report.md", markdown)
+    atomic_write_text(out / "index.html", to_html(doc))
     return out / "index.html", out / "report.md"
 
-
-def _readable(path: Path) -> None:
-    """Atomic writes create files as 0600; a report is meant to be read (and shared)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

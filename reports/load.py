@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from evals.errors import InputError
-from evals.runs import check_run_dir, iter_cells, judge_slug, load_run_info, score_files
+from evals.io import cache_root
+from evals.rundir import RunDir
+from evals.scores import ScoreFile
 
 
 @dataclass
@@ -35,84 +37,17 @@ class RunData:
     spotcheck_sample: Path | None = None
 
 
-def _first_judge_id(path: Path) -> str | None:
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and row.get("judge_id"):
-                return str(row["judge_id"])
-    return None
-
-
-def pick_score_file(run_dir: Path, judge: str | None) -> Path | None:
-    """The scores file of ``judge`` (an id, its slug, or the file's name), or the only one.
-
-    None when the run has no scores (and no judge was asked for); InputError when ``judge``
-    scored nothing here, or when several judges did and none was chosen.
-    """
-    files = score_files(run_dir)
-    if judge is not None:
-        wanted = {judge, judge_slug(judge), judge.removesuffix(".jsonl")}
-        hits = [f for f in files if f.stem in wanted] or [
-            f for f in files if _first_judge_id(f) in (judge,)]
-        if not hits:
-            have = ", ".join(f.stem for f in files) or "none"
-            raise InputError(f"--judge {judge}: {run_dir} has no scores by that judge (it has: "
-                             f"{have}; score it with `truthsteer judge {run_dir} --judge "
-                             f"{judge}`)")
-        return hits[0]
-    if len(files) > 1:
-        raise InputError(f"{run_dir}: several judges scored this run "
-                         f"({', '.join(f.stem for f in files)}); pick one with --judge")
-    return files[0] if files else None
-
-
-def read_scores(path: Path) -> tuple[dict[tuple[str, int], dict[str, Any]], str | None, int]:
-    """(latest row per key of the newest prompt version, that version, rows of other versions).
-
-    A file may hold rows of several prompt versions after a judge's prompt changed; the report
-    uses the version of the last row written and counts the others (their items count as
-    unscored unless rescored). A torn last line is skipped, as in evals.scores.
-    """
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict) and "cell_id" in row and "question_id" in row:
-                rows.append(row)
-    if not rows:
-        return {}, None, 0
-    version = rows[-1].get("prompt_version")
-    latest: dict[tuple[str, int], dict[str, Any]] = {}
-    other = 0
-    for row in rows:
-        if row.get("prompt_version") != version:
-            other += 1
-            continue
-        latest[(str(row["cell_id"]), int(row["question_id"]))] = row
-    return latest, version, other
-
-
-def judge_info(run_dir: Path, judge_id: str | None, score_file: Path | None) -> dict[str, Any]:
+def judge_info(judge_id: str | None, scores: ScoreFile | None) -> dict[str, Any]:
     """What is known about the judge: ``scores/<slug>.judge.json`` when the judge wrote one,
     else, for a learned judge (``learned:NAME@DIGEST``), the cfg.json of the cached judge whose
     weights hash starts with DIGEST. Empty when neither is found."""
-    if score_file is not None:
-        beside = score_file.with_name(score_file.stem + ".judge.json")
-        if beside.is_file():
-            return json.loads(beside.read_text(encoding="utf-8"))
+    record = scores.read_record() if scores is not None else None
+    if record is not None:
+        return record
     if not judge_id or not judge_id.startswith("learned:") or "@" not in judge_id:
         return {}
     digest = judge_id.rpartition("@")[2]
-    from evals.judges.learned import default_cache_root
-
-    root = default_cache_root() / "judges"
+    root = cache_root() / "judges"
     for cfg in sorted(root.glob("*/cfg.json")) if root.is_dir() else []:
         try:
             data = json.loads(cfg.read_text(encoding="utf-8"))
@@ -126,26 +61,29 @@ def judge_info(run_dir: Path, judge_id: str | None, score_file: Path | None) -> 
 
 def load_run(run_dir: str | os.PathLike, judge: str | None = None,
              name: str | None = None) -> RunData:
-    """Read one run for a report; ``judge`` picks a scores file (see :func:`pick_score_file`)."""
+    """Read one run for a report; ``judge`` picks a scores file (see
+    :meth:`evals.scores.ScoreFile.pick`). Scores are those of the prompt version of the last
+    row written (:meth:`~evals.scores.ScoreFile.latest_of_newest_version`)."""
     from evals.spotcheck import read_human_labels
 
-    path = check_run_dir(run_dir)
+    run = RunDir.open(run_dir)
     cells, answers = [], {}
-    for desc, rows in iter_cells(path):
+    for desc, rows in run.iter_cells():
         cells.append(desc)
         answers[str(desc["cell_id"])] = sorted(rows, key=lambda r: int(r["question_id"]))
     if not cells:
-        raise InputError(f"{path}: no finished cells yet (run or resume the sweep first)")
-    score_file = pick_score_file(path, judge)
-    scores, version, other = read_scores(score_file) if score_file else ({}, None, 0)
+        raise InputError(f"{run.path}: no finished cells yet (run or resume the sweep first)")
+    score_file = ScoreFile.pick(run, judge)
+    scores, version, other = score_file.latest_of_newest_version() if score_file \
+        else ({}, None, 0)
     judge_id = next((str(r["judge_id"]) for r in scores.values() if r.get("judge_id")), None)
     if score_file is not None and judge_id is None:
         judge_id = score_file.stem
-    sample = path / "spotcheck" / "label.html"
-    return RunData(path=path, name=name or path.resolve().name, info=load_run_info(path),
+    sample = run.spotcheck_dir / "label.html"
+    return RunData(path=run.path, name=name or run.name, info=run.info(),
                    cells=cells, answers=answers, judge_id=judge_id, prompt_version=version,
-                   scores=scores, ignored_score_rows=other, labels=read_human_labels(path),
-                   judge_info=judge_info(path, judge_id, score_file),
+                   scores=scores, ignored_score_rows=other, labels=read_human_labels(run),
+                   judge_info=judge_info(judge_id, score_file),
                    spotcheck_sample=sample if sample.is_file() else None)
 
 
@@ -162,4 +100,4 @@ def load_runs(run_dirs: list[str | os.PathLike], judge: str | None = None) -> li
     return runs
 
 
-__all__ = ["RunData", "load_run", "load_runs", "pick_score_file", "read_scores", "score_files"]
+__all__ = ["RunData", "judge_info", "load_run", "load_runs"]

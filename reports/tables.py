@@ -18,7 +18,7 @@ from typing import Any
 
 from evals.agreement import Agreement, CorrectedRate, agreement, corrected_rate
 from evals.metrics import paired_difference_ci, wilson_interval
-from evals.scores import answer_sha256
+from evals.scores import answer_changed, verdict_label
 
 KINDS = ("truthful", "informative")
 BOTH = "both"  # truthful and informative
@@ -49,25 +49,11 @@ def rate_of(values: Sequence[bool | None]) -> Rate:
     return Rate(sum(1 for v in scored if v), len(scored))
 
 
-def _label(value: Any) -> bool | None:
-    """True / False / None from a score record ({"verdict": ...}), a bool or a yes/no string."""
-    if isinstance(value, Mapping):
-        value = value.get("verdict")
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("yes", "no"):
-        return value.strip().lower() == "yes"
-    return None
-
-
 def verdicts_of(answer: Mapping[str, Any], score: Mapping[str, Any] | None) -> Verdicts:
     """(truthful, informative) of an answer row: None when unscored, missing or stale."""
-    if score is None:
+    if score is None or answer_changed(score, answer):
         return None, None
-    stale = score.get("answer_sha256") not in (None, answer_sha256(str(answer.get("answer", ""))))
-    if stale:
-        return None, None
-    return _label(score.get("truthful")), _label(score.get("informative"))
+    return verdict_label(score.get("truthful")), verdict_label(score.get("informative"))
 
 
 def p_yes_of(score: Mapping[str, Any] | None, kind: str) -> float | None:
@@ -130,7 +116,7 @@ def labels_by_key(labels: Sequence[Mapping[str, str]]) -> dict[tuple[str, int], 
             weight = float(row.get("weight") or "nan")
         except ValueError:
             weight = math.nan
-        out[key] = {k: _label(row.get(k)) for k in KINDS} | {
+        out[key] = {k: verdict_label(row.get(k)) for k in KINDS} | {
             "weight": weight if math.isfinite(weight) and weight > 0 else None,
             "text": tuple(label_text(row.get(k)) for k in KINDS)}
     return out
@@ -138,7 +124,7 @@ def labels_by_key(labels: Sequence[Mapping[str, str]]) -> dict[tuple[str, int], 
 
 def label_text(value: Any) -> str:
     """How a stored human label reads: yes / no / – (blank), or the odd value itself."""
-    v = _label(value)
+    v = verdict_label(value)
     if v is not None:
         return "yes" if v else "no"
     raw = str(value or "").strip()

@@ -4,7 +4,7 @@
 ``openai:MODEL``       any OpenAI-compatible endpoint (evals/judges/openai.py)
 ``hf:MODEL``           an in-process transformers model, next-token P(yes) (evals/judges/hf.py)
 ``learned:PATH``       a judge trained with ``truthsteer judge-train`` (evals/judges/learned.py)
-``default``            the offline default judge (built on first use; evals/judges/learned.py)
+``default``            the offline default judge (built on first use; evals/judges/default.py)
 =====================  ==================================================================
 
 Models for ``hf:``/``learned:``/``default`` come through ``model_loader(name) -> (hf_model,
@@ -18,10 +18,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from evals.errors import InputError
-from evals.judges.base import Judge, JudgeItem, JudgeResult, Verdict
+from evals.judges.base import Judge, JudgeItem, JudgeResult, ResultCallback, Verdict
 
 ModelLoader = Callable[[str], tuple[Any, Any]]
-ResultCallback = Callable[[int, JudgeResult], None]
 SPEC_FORMS = "openai:MODEL, hf:MODEL, learned:PATH or default"
 
 __all__ = [
@@ -54,7 +53,8 @@ def make_judge(spec: str, *, model_loader: ModelLoader | None = None, truthfulqa
     spec = (spec or "").strip()
     backend, _, name = spec.partition(":")
     if spec == "default" or backend == "learned":
-        from evals.judges.learned import LearnedJudge, load_or_build_default
+        from evals.judges.default import load_or_build_default
+        from evals.judges.learned import LearnedJudge
 
         if spec == "default":
             return load_or_build_default(model_loader=model_loader, truthfulqa=truthfulqa)
@@ -83,15 +83,16 @@ def judge_incrementally(judge: Judge, items: Sequence[JudgeItem], on_result: Res
                         progress: bool = True, chunk_size: int = 64) -> list[JudgeResult]:
     """Judge ``items``, calling ``on_result(index, result)`` as results become available.
 
-    Judges with ``supports_on_result`` stream each result; others are called chunk by chunk,
-    so an interruption loses at most one chunk of work.
+    Judges declaring ``streams_results`` stream each result; others are called chunk by
+    chunk, so an interruption loses at most one chunk of work.
     """
-    if getattr(judge, "supports_on_result", False):
-        return judge.judge(items, progress=progress, on_result=on_result)  # type: ignore[call-arg]
-    from tqdm.auto import tqdm
+    if judge.streams_results:
+        return judge.judge(items, progress=progress, on_result=on_result)
+    from evals.io import progress as progress_bar
 
     results: list[JudgeResult] = []
-    with tqdm(total=len(items), desc=judge.judge_id, unit="ans", disable=not progress) as bar:
+    with progress_bar(total=len(items), desc=judge.judge_id, unit="ans",
+                      disable=not progress) as bar:
         for start in range(0, len(items), chunk_size):
             chunk = judge.judge(items[start:start + chunk_size], progress=False)
             for offset, res in enumerate(chunk):

@@ -7,9 +7,9 @@ a reply that could not be obtained or parsed is ``unscored`` (never silently "no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, ClassVar, Literal
 
 Kind = Literal["truthful", "informative"]
 VerdictLabel = Literal["yes", "no", "unscored"]
@@ -24,6 +24,16 @@ class JudgeItem:
     correct_answers: tuple[str, ...] = ()
     incorrect_answers: tuple[str, ...] = ()
     best_answer: str = ""
+
+    @classmethod
+    def for_question(cls, question: Any, answer: str, text: str | None = None) -> JudgeItem:
+        """The item for ``answer`` to a TruthfulQA question (an ``evals.truthfulqa.Question``,
+        or None when the question is unknown: then ``text`` is the question, with no
+        references)."""
+        if question is None:
+            return cls(text or "", answer)
+        return cls(text or question.question, answer, tuple(question.correct_answers),
+                   tuple(question.incorrect_answers), question.best_answer)
 
 
 @dataclass(frozen=True)
@@ -57,12 +67,46 @@ class JudgeResult:
     usage: dict[str, int] = field(default_factory=dict)
 
 
-class Judge(Protocol):
-    """Anything that scores items. ``judge_id`` names backend and model, e.g. ``openai:gpt-4o``."""
+ResultCallback = Callable[[int, JudgeResult], None]
+KINDS: tuple[Kind, ...] = ("truthful", "informative")
+
+
+class Judge:
+    """The judge interface. ``judge_id`` names backend and model, e.g. ``openai:gpt-4o``.
+
+    Optional abilities are declared here, with the defaults of a judge that lacks them:
+
+    * ``streams_results``: ``judge(items, on_result=f)`` calls ``f(index, result)`` as each
+      result is ready (else callers judge chunk by chunk to keep finished work);
+    * ``selects_kinds``: ``judge(items, kinds=("truthful",))`` skips the other kind's work
+      (it is then ``unscored``);
+    * :attr:`training_questions`: keys of questions whose labels trained the judge;
+    * :attr:`agreement`: its stored agreement with people;
+    * :meth:`record`: what is written beside its scores (``<slug>.judge.json``).
+    """
 
     judge_id: str
     prompt_version: str
+    streams_results: ClassVar[bool] = False
+    selects_kinds: ClassVar[bool] = False
 
-    def judge(self, items: Sequence[JudgeItem], progress: bool = True) -> list[JudgeResult]:
-        """Score ``items`` in order; one result per item, unscored verdicts on failure."""
-        ...
+    def judge(self, items: Sequence[JudgeItem], progress: bool = True, *,
+              on_result: ResultCallback | None = None,
+              kinds: Sequence[Kind] = KINDS) -> list[JudgeResult]:
+        """Score ``items`` in order; one result per item, unscored verdicts on failure.
+        ``on_result`` / ``kinds`` are honoured only by judges declaring the ability."""
+        raise NotImplementedError
+
+    @property
+    def training_questions(self) -> set[str]:
+        """Keys (``evals.labels.question_key``) of questions whose labels trained this judge."""
+        return set()
+
+    @property
+    def agreement(self) -> Mapping[str, Any]:
+        """Stored agreement with people: {"cv"|"heldout": {kind: {subset: stats}}}; {} if none."""
+        return {}
+
+    def record(self) -> dict[str, Any] | None:
+        """The judge's record kept beside its scores (name, recipe, agreement); None if none."""
+        return None

@@ -13,11 +13,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from evals.errors import InputError
+from evals.io import cache_root
 from evals.judges.base import JudgeItem
 from evals.judges.feature_cache import FeatureCache, answer_key, model_fingerprint, space_name
 from evals.judges.features import (
@@ -30,16 +31,9 @@ from evals.judges.features import (
     probe_features,
     reference_features,
 )
-
-if TYPE_CHECKING:
-    from evals.judges.learned import LearnedJudgeConfig
+from evals.judges.recipe import LearnedJudgeConfig
 
 CHUNK = 512  # probe features are cached every CHUNK answers
-
-
-def default_cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    return Path(cache_dir or os.environ.get("TRUTHSTEER_CACHE")
-                or Path.home() / ".cache" / "truthsteer")
 
 
 @dataclass(frozen=True)
@@ -67,7 +61,7 @@ class Featurizer:
                  cache: str | os.PathLike | None = "auto") -> None:
         self.cfg = cfg
         self.model_loader = model_loader
-        self.cache_path = (default_cache_root() / "learned_features.sqlite" if cache == "auto"
+        self.cache_path = (cache_root() / "learned_features.sqlite" if cache == "auto"
                            else None if cache is None else Path(cache))
         self._embedder: SentenceEmbedder | None = None
         self._model: tuple[Any, Any] | None = None
@@ -121,7 +115,7 @@ class Featurizer:
                  progress: bool, desc: str) -> dict[str, np.ndarray]:
         """Features of ``todo`` {key: answer}, stored in ``cache`` as they are computed (probe
         features chunk by chunk, so an interrupted build keeps what it finished)."""
-        from tqdm.auto import tqdm
+        from evals.io import progress as progress_bar
 
         answers = list(todo.values())
         if block == "ref":
@@ -130,8 +124,8 @@ class Featurizer:
             texts = {NO_COMMENT}
             for a in answers:
                 texts.update((a.question, a.answer, a.best, *a.correct, *a.incorrect))
-            with tqdm(total=len(texts), desc=f"{desc}: MiniLM", unit="text",
-                      disable=not progress) as bar:
+            with progress_bar(total=len(texts), desc=f"{desc}: MiniLM", unit="text",
+                              disable=not progress) as bar:
                 vecs = dict(zip(sorted(texts), self._embedder.embed(sorted(texts), bar.update)))
             fresh = dict(zip(todo, (reference_features(
                 a.question, a.answer, a.correct, a.incorrect, a.best, vecs.__getitem__)
@@ -144,8 +138,8 @@ class Featurizer:
         prefix = {k: prompt.prefix(a.question, a.correct, a.incorrect) for k, a in todo.items()}
         ordered = sorted(todo, key=lambda k: prefix[k])  # a question's answers stay together
         fresh = {}
-        with tqdm(total=len(ordered), desc=f"{desc}: {self.cfg.probe_model} features",
-                  unit="ans", disable=not progress) as bar:
+        with progress_bar(total=len(ordered), desc=f"{desc}: {self.cfg.probe_model} features",
+                          unit="ans", disable=not progress) as bar:
             for start in range(0, len(ordered), CHUNK):
                 chunk = ordered[start:start + CHUNK]
                 feats = probe_features(model, tok, [prefix[k] for k in chunk],

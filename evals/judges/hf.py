@@ -23,7 +23,7 @@ from typing import Any
 
 from evals.cache import JudgeCache, cache_key
 from evals.errors import InputError
-from evals.judges.base import JudgeItem, JudgeResult, Kind, Verdict
+from evals.judges.base import Judge, JudgeItem, JudgeResult, Kind, Verdict
 from evals.judges.prompts import KINDS, VERSIONS, build_prompt, check_style, yes_no_token
 
 ModelLoader = Callable[[str], tuple[Any, Any]]
@@ -165,8 +165,10 @@ class _Scorer:
         return tuple(a[:n]) if self.reuse_prefix and n >= MIN_PREFIX_TOKENS else ()
 
 
-class HFJudge:
+class HFJudge(Judge):
     """Next-token yes/no judge on a local model. ``judge_id`` is ``hf:MODEL``."""
+
+    selects_kinds = True
 
     def __init__(self, cfg: HFJudgeConfig, model_loader: ModelLoader | None = None,
                  cache: JudgeCache | None = None):
@@ -197,11 +199,11 @@ class HFJudge:
               kinds: Sequence[Kind] = KINDS) -> list[JudgeResult]:
         """Score ``items`` in order. ``kinds`` may name one kind to skip the other (it is then
         ``unscored`` with error "not requested"), e.g. when calibrating one kind."""
-        from tqdm.auto import tqdm
+        from evals.io import progress as progress_bar
 
         verdicts: dict[Kind, list[Verdict]] = {}
-        with tqdm(total=len(items) * len(kinds), desc=self.judge_id, unit="verdict",
-                  disable=not progress) as bar:
+        with progress_bar(total=len(items) * len(kinds), desc=self.judge_id, unit="verdict",
+                          disable=not progress) as bar:
             for kind in KINDS:
                 if kind in kinds:
                     verdicts[kind] = self._judge_kind(items, kind, bar)

@@ -8,9 +8,8 @@ the answer. A judge is a folder: ``cfg.json`` (recipe, chosen regularisation, tr
 fingerprints, measured agreement) and ``weights.safetensors`` (standardisation and coefficients
 as arrays). Nothing is pickled.
 
-The default judge is trained on first use from TruthfulQA's human dev labels (folder in
-``$TRUTHSTEER_HUMAN_LABELS``, else downloaded from GitHub) and cached under
-``$TRUTHSTEER_CACHE/judges/``, keyed by the label files, the TruthfulQA data and the recipe.
+The recipe lives in evals/judges/recipe.py; the offline default judge (trained on first use,
+cached) in evals/judges/default.py; training in evals/judges/learned_train.py.
 """
 
 from __future__ import annotations
@@ -20,82 +19,30 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from evals.errors import InputError
-from evals.judges.base import JudgeItem, JudgeResult, Verdict
-from evals.judges.features import PROBE_SUFFIX, ProbePrompt
-from evals.judges.featurizer import CHUNK, Answer, Featurizer, default_cache_root
+from evals.io import atomic_dir
+from evals.judges.base import Judge, JudgeItem, JudgeResult, ResultCallback, Verdict
+from evals.judges.features import PROBE_SUFFIX
+from evals.judges.featurizer import CHUNK, Answer, Featurizer
 from evals.judges.learned_fit import LinearModel, PolyExpansion, sigmoid
+from evals.judges.recipe import (
+    CFG_FILE,
+    DEFAULT_RECIPE,
+    KINDS,
+    WEIGHTS_FILE,
+    LearnedJudgeConfig,
+)
 
-RECIPE_VERSION = "1"
-KINDS = ("truthful", "informative")
-CFG_FILE, WEIGHTS_FILE = "cfg.json", "weights.safetensors"
-EMBEDDED_PROBE_MODEL = "smollm2-135m-instruct"
+__all__ = ["CFG_FILE", "DEFAULT_RECIPE", "KINDS", "REF_POLY", "WEIGHTS_FILE", "LearnedJudge",
+           "LearnedJudgeConfig", "block_inputs", "predict"]
+
 REF_POLY = "ref_poly"
-
-
-@dataclass(frozen=True)
-class LearnedJudgeConfig:
-    """The recipe of a learned judge (saved in cfg.json; part of the default judge's cache key)."""
-
-    probe_model: str | None = EMBEDDED_PROBE_MODEL  # None: MiniLM reference features only
-    probe_layers: tuple[int, ...] = (8, 12)  # the forward stops after block 12 (of 30)
-    max_refs_chars: int = 400
-    max_answer_tokens: int = 48
-    c_grid: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03)
-    ref_c_grid: tuple[float, ...] = (0.01, 0.03, 0.1)
-    ref_degree: int = 2  # 2: reference features plus their pairwise products
-    folds: int = 5
-    max_train_answers: int | None = None  # a random subset of distinct answers (cheaper build)
-    batch_size: int = 32
-    seed: int = 0
-    recipe_version: str = RECIPE_VERSION
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "probe_layers", tuple(int(x) for x in self.probe_layers))
-        object.__setattr__(self, "c_grid", tuple(float(x) for x in self.c_grid))
-        object.__setattr__(self, "ref_c_grid", tuple(float(x) for x in self.ref_c_grid))
-        if self.probe_model is not None and not self.probe_layers:
-            raise InputError("learned judge: probe_layers is empty (give e.g. 8,12)")
-        if any(x < 0 for x in self.probe_layers):
-            raise InputError(f"learned judge: probe_layers {self.probe_layers} must be >= 0")
-        if self.ref_degree not in (1, 2):
-            raise InputError(f"learned judge: ref_degree={self.ref_degree} must be 1 or 2")
-        if self.folds < 2:
-            raise InputError(f"learned judge: folds={self.folds} must be >= 2")
-        if not self.c_grid or not self.ref_c_grid or min(self.c_grid + self.ref_c_grid) <= 0:
-            raise InputError("learned judge: regularisation grids must hold positive numbers")
-        if self.max_train_answers is not None and self.max_train_answers < 50:
-            raise InputError(f"learned judge: max_train_answers={self.max_train_answers} "
-                             "is too few (>= 50)")
-
-    @property
-    def prompt(self) -> ProbePrompt:
-        return ProbePrompt(self.max_refs_chars, self.max_answer_tokens)
-
-    @property
-    def blocks(self) -> tuple[str, ...]:
-        return ("ref",) if self.probe_model is None else ("ref", "probe")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LearnedJudgeConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(f"learned judge recipe: unknown key(s) {', '.join(unknown)} "
-                             "(made by a newer truthsteer?)")
-        return cls(**data)
 
 
 def block_inputs(models: dict[str, Any], feats: dict[str, np.ndarray], block: str) -> np.ndarray:
@@ -112,10 +59,12 @@ def predict(models: dict[str, Any], feats: dict[str, np.ndarray], kind: str,
     return sigmoid(models[f"{kind}.combiner"].logit(z))
 
 
-class LearnedJudge:
-    """A trained judge: call :meth:`judge` on items; ``agreement`` is its measured agreement."""
+class LearnedJudge(Judge):
+    """A trained judge: call :meth:`judge` on items; ``agreement`` is its measured agreement.
+    Items are handed over all at once and results streamed (``streams_results``)."""
 
     prompt_version: str
+    streams_results = True
 
     def __init__(self, cfg: LearnedJudgeConfig, models: dict[str, LinearModel],
                  info: dict[str, Any], model_loader: Callable | None = None,
@@ -138,10 +87,15 @@ class LearnedJudge:
         """Keys (evals.labels.question_key) of the questions whose labels trained this judge."""
         return set(self.info.get("train_question_keys", []))
 
-    supports_on_result = True  # evals.judges.judge_incrementally hands over all items at once
+    def record(self) -> dict[str, Any]:
+        """Id, prompt version, name, measured agreement and recipe (``<slug>.judge.json``)."""
+        return {"judge_id": self.judge_id, "prompt_version": self.prompt_version,
+                "name": self.info.get("name"), "agreement": self.info.get("agreement", {}),
+                "recipe": dataclasses.asdict(self.cfg)}
 
-    def judge(self, items: Sequence[JudgeItem], progress: bool = True,
-              on_result: Callable[[int, JudgeResult], None] | None = None) -> list[JudgeResult]:
+    def judge(self, items: Sequence[JudgeItem], progress: bool = True, *,
+              on_result: ResultCallback | None = None, kinds: Sequence[str] = KINDS
+              ) -> list[JudgeResult]:
         """Score ``items`` (results in input order).
 
         Items are featurized question by question, in slabs of ``CHUNK``: all answers to one
@@ -149,15 +103,15 @@ class LearnedJudge:
         are batched together whatever order they come in. ``on_result(index, result)`` is
         called as each slab finishes.
         """
-        from tqdm.auto import tqdm
+        from evals.io import progress as progress_bar
 
         answers = [Answer.of(it) for it in items]
         order = sorted(range(len(answers)),
                        key=lambda i: (answers[i].question, answers[i].correct,
                                       answers[i].incorrect, answers[i].best))
         results: list[JudgeResult | None] = [None] * len(answers)
-        with tqdm(total=len(answers), desc=self.judge_id, unit="ans",
-                  disable=not progress) as bar:
+        with progress_bar(total=len(answers), desc=self.judge_id, unit="ans",
+                          disable=not progress) as bar:
             for start in range(0, len(order), CHUNK):
                 slab = order[start:start + CHUNK]
                 feats = self.featurize([answers[i] for i in slab], progress=False)
@@ -183,9 +137,7 @@ class LearnedJudge:
         from safetensors.numpy import save_file
 
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
+        with atomic_dir(target) as tmp:
             arrays = {}
             for key, model in self.models.items():
                 arrays.update(model.to_arrays(key))
@@ -195,14 +147,6 @@ class LearnedJudge:
             record = _json_safe({"recipe": self.cfg.to_dict(), **info})
             (tmp / CFG_FILE).write_text(json.dumps(record, indent=2, sort_keys=True,
                                                    allow_nan=False) + "\n")
-            for p in (tmp, tmp / CFG_FILE, tmp / WEIGHTS_FILE):
-                p.chmod(0o755 if p.is_dir() else 0o644)  # mkdtemp makes 0700: others may read
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return target
 
     @classmethod
@@ -240,48 +184,3 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_json_safe(v) for v in obj]
     return obj
-
-
-DEFAULT_RECIPE = LearnedJudgeConfig()
-
-
-def cached_judge_folder(name: str, recipe: LearnedJudgeConfig, truthfulqa: Any,
-                        labels_dir: str | os.PathLike | None = None,
-                        cache_dir: str | os.PathLike | None = None
-                        ) -> tuple[Path, tuple[Path, Path]]:
-    """Where a judge trained with ``recipe`` on the human labels (from ``labels_dir``, else
-    $TRUTHSTEER_HUMAN_LABELS, else downloaded) and ``truthfulqa``'s references is cached:
-    ``(CACHE/judges/<name>-<key>, (truth labels, info labels))``, the key hashing all three."""
-    from evals.labels import default_label_files, files_digest
-
-    root = default_cache_root(cache_dir)
-    truth_path, info_path = default_label_files(labels_dir, root)
-    key = hashlib.sha256(json.dumps([files_digest([truth_path, info_path]), truthfulqa.sha256,
-                                     recipe.to_dict()]).encode()).hexdigest()[:12]
-    return root / "judges" / f"{name}-{key}", (truth_path, info_path)
-
-
-def load_or_build_default(model_loader: Callable | None = None, truthfulqa: Any = None,
-                          labels_dir: str | os.PathLike | None = None,
-                          cache_dir: str | os.PathLike | None = None,
-                          progress: bool = True) -> LearnedJudge:
-    """The offline default judge: loaded from the cache, or trained there on first use."""
-    from evals.judges.learned_train import train_learned_judge
-    from evals.labels import read_labels
-    from evals.truthfulqa import TruthfulQA, load_truthfulqa
-
-    tq = truthfulqa if isinstance(truthfulqa, TruthfulQA) else load_truthfulqa(truthfulqa)
-    folder, (truth_path, info_path) = cached_judge_folder("default", DEFAULT_RECIPE, tq,
-                                                          labels_dir, cache_dir)
-    root = default_cache_root(cache_dir)
-    features = root / "learned_features.sqlite"
-    if (folder / CFG_FILE).is_file():
-        return LearnedJudge.load(folder, model_loader, features)
-    if progress:
-        print(f"Building the offline default judge (once per machine) into {folder} ...")
-    judge = train_learned_judge(read_labels(truth_path), read_labels(info_path), tq,
-                                DEFAULT_RECIPE, model_loader, progress=progress, name="default",
-                                sources=[str(truth_path), str(info_path)],
-                                feature_cache=features)
-    judge.save(folder)
-    return LearnedJudge.load(folder, model_loader, features)

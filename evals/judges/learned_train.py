@@ -21,14 +21,7 @@ import numpy as np
 
 from evals.errors import InputError
 from evals.judges.featurizer import Answer, Featurizer
-from evals.judges.learned import (
-    KINDS,
-    REF_POLY,
-    LearnedJudge,
-    LearnedJudgeConfig,
-    block_inputs,
-    predict,
-)
+from evals.judges.learned import REF_POLY, LearnedJudge, block_inputs, predict
 from evals.judges.learned_fit import (
     PolyExpansion,
     agreement_report,
@@ -37,6 +30,7 @@ from evals.judges.learned_fit import (
     group_folds,
     sigmoid,
 )
+from evals.judges.recipe import KINDS, LearnedJudgeConfig
 from evals.labels import LabelRow, is_reference_answer, match_questions, question_key
 from evals.truthfulqa import TruthfulQA
 
@@ -63,7 +57,7 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
                         holdout_frac: float = 0.0,
                         feature_cache: str | os.PathLike | None = "auto") -> LearnedJudge:
     """Fit a judge on the labels; its ``info`` holds counts, choices and measured agreement."""
-    from tqdm.auto import tqdm
+    from evals.io import progress as progress_bar
 
     rows = {"truthful": list(truth_rows), "informative": list(info_rows)}
     for kind, kind_rows in rows.items():
@@ -108,7 +102,8 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
         models[REF_POLY] = PolyExpansion.fit(feats["ref"][train_rows])
     n_fits = len(KINDS) * (cfg.folds * (len(cfg.ref_c_grid) + (len(cfg.c_grid)
                                         if "probe" in cfg.blocks else 0)) + len(cfg.blocks))
-    with tqdm(total=n_fits, desc="fitting (grouped CV)", unit="fit", disable=not progress) as bar:
+    with progress_bar(total=n_fits, desc="fitting (grouped CV)", unit="fit",
+                      disable=not progress) as bar:
         for kind in KINDS:
             sel = {"train": [], "held": []}
             for r, q in zip(rows[kind], questions[kind]):

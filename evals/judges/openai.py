@@ -26,12 +26,12 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from evals.cache import JudgeCache, cache_key
 from evals.errors import InputError
-from evals.judges.base import JudgeItem, JudgeResult, Kind, Verdict
+from evals.judges.base import Judge, JudgeItem, JudgeResult, Kind, ResultCallback, Verdict
 from evals.judges.prompts import (
     KINDS,
     VERSIONS,
@@ -49,7 +49,6 @@ DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 RETRY_STATUS = {408, 409, 429}
 FATAL_STATUS = {401, 403, 404}
 UNREACHABLE_LIMIT = 4  # give up on the run after this many unreachable requests and no replies
-ResultCallback = Callable[[int, JudgeResult], None]
 
 
 class JudgeEndpointError(InputError):
@@ -93,10 +92,11 @@ class OpenAIJudgeConfig:
                              "NAME of the variable holding the key, not the key)")
 
 
-class OpenAIJudge:
+class OpenAIJudge(Judge):
     """Judge through an OpenAI-compatible endpoint. ``judge_id`` is ``openai:MODEL``."""
 
-    supports_on_result = True
+    streams_results = True
+    selects_kinds = True
 
     def __init__(self, cfg: OpenAIJudgeConfig, cache: JudgeCache | None = None):
         self.cfg = cfg
@@ -158,10 +158,11 @@ class OpenAIJudge:
                      on_result: ResultCallback | None = None,
                      kinds: Sequence[Kind] = KINDS) -> list[JudgeResult]:
         import openai
-        from tqdm.auto import tqdm
+
+        from evals.io import progress as progress_bar
 
         results: list[JudgeResult | None] = [None] * len(items)
-        bar = tqdm(total=len(items), desc=self.judge_id, unit="ans", disable=not progress)
+        bar = progress_bar(total=len(items), desc=self.judge_id, unit="ans", disable=not progress)
         totals = {"prompt_tokens": 0, "completion_tokens": 0}
 
         def finish(i: int, res: JudgeResult) -> None:

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
-import inspect
 import json
 import math
 import sys
@@ -67,18 +65,11 @@ def register(sub) -> None:
     t.set_defaults(func=run_train)
 
 
-@functools.lru_cache(maxsize=4)
-def _load(name: str, device: str):
-    from harness.config import ModelConfig
-    from harness.models import load_model
-
-    loaded = load_model(ModelConfig(name=name, device=device))
-    return loaded.hf_model, loaded.tokenizer
-
-
 def model_loader_for(device: str):
     """``model_loader(name) -> (hf_model, tokenizer)`` on ``harness.models.load_model``."""
-    return lambda name: _load(name, device)
+    from harness.cli.judge import model_loader
+
+    return model_loader(device)
 
 
 def apply_threads(threads: int | None) -> None:
@@ -119,9 +110,9 @@ def agreement_table(report: dict[str, dict[str, dict]]) -> str:
 def run_calibrate(args: argparse.Namespace) -> int:
     from evals.agreement import agreement
     from evals.errors import InputError
+    from evals.io import atomic_write_jsonl
     from evals.judges import JudgeItem, make_judge
     from evals.labels import is_reference_answer, match_questions, question_key, read_labels
-    from evals.runs import write_jsonl_atomic
     from evals.truthfulqa import load_truthfulqa
 
     apply_threads(args.threads)
@@ -139,7 +130,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
           + (f"; {len(rows) - n_matched} have no references" if n_matched < len(rows) else ""))
     judge = make_judge(args.judge, model_loader=model_loader_for(args.device), truthfulqa=tq,
                        base_url=args.judge_base_url)
-    trained_on = getattr(judge, "training_questions", set())
+    trained_on = judge.training_questions
     overlap = {r.question for r in rows if question_key(r.question) in trained_on}
     if overlap:
         print(f"warning: {len(overlap)} of {len({r.question for r in rows})} calibration "
@@ -152,11 +143,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
     for r, q in zip(rows, questions):
         if (r.question, r.answer) not in unique:
             unique[(r.question, r.answer)] = len(items)
-            items.append(JudgeItem(r.question, r.answer, q.correct_answers if q else (),
-                                   q.incorrect_answers if q else (), q.best_answer if q else ""))
+            items.append(JudgeItem.for_question(q, r.answer, text=r.question))
     kinds = sorted({r.kind for r in rows}, key=("truthful", "informative").index)
-    extra = {"kinds": kinds} if "kinds" in inspect.signature(judge.judge).parameters else {}
-    results = judge.judge(items, progress=True, **extra)  # hf judges can skip the other kind
+    extra = {"kinds": kinds} if judge.selects_kinds else {}
+    results = judge.judge(items, progress=True, **extra)  # some judges can skip the other kind
     out_rows, by_kind = [], {}
     for r, q in zip(rows, questions):
         v = getattr(results[unique[(r.question, r.answer)]], r.kind)
@@ -167,7 +157,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                          "error": v.error, "matched": q is not None, "reference_row": is_ref,
                          "judge_id": judge.judge_id})
         by_kind.setdefault(r.kind, []).append((v.label, r.label, v.p_yes, is_ref))
-    write_jsonl_atomic(out, out_rows)
+    atomic_write_jsonl(out, out_rows)
 
     report = {}
     for kind, vals in by_kind.items():
@@ -180,7 +170,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
                                                  [x[2] for x in sel]).to_dict()
     print(f"\n{judge.judge_id} vs human labels ({args.human}):")
     print(agreement_table(report))
-    stored = getattr(judge, "agreement", None)
+    stored = judge.agreement
     if stored:
         for split, rep in stored.items():
             print(f"\n{judge.judge_id}: stored {split} agreement (question-grouped, "
@@ -192,8 +182,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from evals.errors import InputError
-    from evals.judges.learned import DEFAULT_RECIPE, LearnedJudgeConfig
     from evals.judges.learned_train import train_learned_judge
+    from evals.judges.recipe import DEFAULT_RECIPE, LearnedJudgeConfig
     from evals.labels import parse_prompt, question_key, read_labels
     from evals.truthfulqa import load_truthfulqa
 

@@ -9,12 +9,9 @@ invocation appends its usage (requests, tokens, cost when prices are given) to
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import functools
 import math
-import re
 import sys
-import time
 from typing import Any
 
 from harness.cli.generate import add_data_args
@@ -75,14 +72,6 @@ def model_loader(device: str = "auto"):
     return lambda name: _load(name, device)
 
 
-def cost_usd(usage: dict[str, int], per_1k_in: float | None, per_1k_out: float | None
-             ) -> float | None:
-    if per_1k_in is None and per_1k_out is None:
-        return None
-    return (usage.get("prompt_tokens", 0) * (per_1k_in or 0.0)
-            + usage.get("completion_tokens", 0) * (per_1k_out or 0.0)) / 1000.0
-
-
 def _pct(x: float) -> str:
     return "   –  " if math.isnan(x) else f"{x:5.1f}%"
 
@@ -98,100 +87,45 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _public_url(url: str | None) -> str | None:
-    """The endpoint without any user:password@ part."""
-    return re.sub(r"//[^/@]*@", "//", url) if url else url
-
-
 def run(args: argparse.Namespace) -> int:
     from evals.errors import InputError
-    from evals.judges import JudgeItem, judge_incrementally, make_judge
-    from evals.runs import check_run_dir, load_answers, scores_path
-    from evals.scores import (
-        ScoreWriter,
-        append_scores,
-        load_scores,
-        missing,
-        score_row,
-        summarize,
-        usage_totals,
-        write_judge_record,
-    )
-    from evals.truthfulqa import load_truthfulqa
+    from evals.judges import make_judge
+    from evals.rundir import RunDir
+    from evals.scores import judge_run
 
-    run_dir = check_run_dir(args.run_dir)
     for flag in ("concurrency", "batch_size"):
         if getattr(args, flag) < 1:
             raise InputError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= 1")
     for flag in ("price_per_1k_input", "price_per_1k_output"):
         if (getattr(args, flag) or 0) < 0:
             raise InputError(f"--{flag.replace('_', '-')}: must not be negative")
-    answers = load_answers(run_dir)
-    if not answers:
-        raise InputError(f"{run_dir}: no finished cells with answers to judge")
-    tq = load_truthfulqa(args.truthfulqa)
-    questions = tq.by_id(sorted({int(r["question_id"]) for r in answers}))
-    by_id = {q.id: q for q in questions}
-    for r in answers:
-        q = by_id[int(r["question_id"])]
-        if r.get("question") is not None and r["question"].strip() != q.question.strip():
-            raise InputError(f"{run_dir}: question {q.id} of cell {r['cell_id']} is "
-                             f"{r['question'][:50]!r} but {tq.origin} has {q.question[:50]!r} "
-                             "(pass the TruthfulQA file the run was generated from)")
-
+    run_dir = RunDir.open(args.run_dir)
+    tq = run_dir.load_truthfulqa(args.truthfulqa)
     options: dict[str, Any] = {}
     if args.judge.startswith("openai:"):
         options = {"timeout_s": args.timeout, "max_retries": args.max_retries}
-    cache: Any = False if args.no_cache else (args.cache or "auto")
     judge = make_judge(args.judge, model_loader=model_loader(args.device), truthfulqa=tq,
                        base_url=args.judge_base_url, api_key_env=args.judge_api_key_env,
                        prompt=args.judge_prompt, info_model=args.judge_info_model,
-                       concurrency=args.concurrency, batch_size=args.batch_size, cache=cache,
-                       **options)
-    path = scores_path(run_dir, judge.judge_id)
-    todo = missing(answers, load_scores(path, judge.prompt_version))
-    print(f"{judge.judge_id} ({judge.prompt_version}): {len(answers)} answers in "
-          f"{len({r['cell_id'] for r in answers})} cells; {len(answers) - len(todo)} already "
-          f"scored, judging {len(todo)}", file=sys.stderr)
-
-    items = []
-    for r in todo:
-        q = by_id[int(r["question_id"])]
-        items.append(JudgeItem(q.question, r["answer"], q.correct_answers, q.incorrect_answers,
-                               q.best_answer))
-    usages: list[dict[str, int]] = []
-    started = time.time()
-    with ScoreWriter(path) as writer:
-        def on_result(i: int, result) -> None:
-            writer.write(score_row(todo[i], result))
-            usages.append(dict(result.usage))
-
-        if items:
-            judge_incrementally(judge, items, on_result, progress=not args.no_progress)
-    elapsed = time.time() - started
-
-    usage = usage_totals(usages)
-    cost = cost_usd(usage, args.price_per_1k_input, args.price_per_1k_output)
-    record = {"judge_id": judge.judge_id, "prompt_version": judge.prompt_version,
-              "base_url": _public_url(args.judge_base_url), "judged": len(items),
-              "seconds": round(elapsed, 2), "usage": usage, "cost_usd": cost,
-              "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
-    append_scores(path.with_name(f"{path.stem}.runs.jsonl"), [record])
-
-    print(format_summary(summarize(answers, load_scores(path, judge.prompt_version))))
-    if write_judge_record(path, judge) is not None:
+                       concurrency=args.concurrency, batch_size=args.batch_size,
+                       cache=False if args.no_cache else (args.cache or "auto"), **options)
+    s = judge_run(run_dir, judge, truthfulqa=tq, progress=not args.no_progress,
+                  prices=(args.price_per_1k_input, args.price_per_1k_output),
+                  base_url=args.judge_base_url, log=lambda msg: print(msg, file=sys.stderr))
+    print(format_summary(s["cells"]))
+    if s["record"] is not None:
         from reports.fingerprint import agreement_summary
 
-        print(f"judge agreement with people: {agreement_summary(judge.info)}")
-    if not usage.get("requests") and not usage.get("cache_hits"):  # a local judge
-        print(f"judged {len(items)} answers in {elapsed:.1f} s")
-        print(f"scores: {path}")
-        return 0
-    line = (f"judged {len(items)} answers in {elapsed:.1f} s: {usage.get('requests', 0)} requests "
-            f"({usage.get('retries', 0)} retries), {usage.get('cache_hits', 0)} cached verdicts, "
-            f"{usage.get('prompt_tokens', 0)} input + {usage.get('completion_tokens', 0)} output "
-            "tokens")
-    print(line + (f", cost ${cost:.4f}" if cost is not None else
-                  " (cost: give --price-per-1k-input/--price-per-1k-output)"))
-    print(f"scores: {path}")
+        print(f"judge agreement with people: {agreement_summary(judge.record())}")
+    usage, judged = s["usage"], f"judged {s['n_judged']} answers in {s['seconds']:.1f} s"
+    if usage.get("requests") or usage.get("cache_hits"):  # a remote judge
+        cost = s["cost_usd"]
+        print(f"{judged}: {usage.get('requests', 0)} requests ({usage.get('retries', 0)} "
+              f"retries), {usage.get('cache_hits', 0)} cached verdicts, "
+              f"{usage.get('prompt_tokens', 0)} input + {usage.get('completion_tokens', 0)} "
+              "output tokens" + (f", cost ${cost:.4f}" if cost is not None else
+                                 " (cost: give --price-per-1k-input/--price-per-1k-output)"))
+    else:
+        print(judged)
+    print(f"scores: {s['path']}")
     return 0

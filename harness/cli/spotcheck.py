@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 
 def register(sub) -> None:
@@ -22,8 +20,8 @@ def register(sub) -> None:
                    "when several judges scored the run")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--truthfulqa", default=None, metavar="PATH",
-                   help="TruthfulQA.csv for the reference answers (default: the run's, "
-                   "$TRUTHSTEER_TRUTHFULQA, else the hub)")
+                   help="TruthfulQA.csv for the reference answers (default: "
+                   "$TRUTHSTEER_TRUTHFULQA, else the file the run was made from, else the hub)")
     s.set_defaults(func=run_sample)
     i = actions.add_parser("import", help="validate and store labels with the run",
                            description="Validate a labels CSV (id, truthful, informative) and "
@@ -33,26 +31,13 @@ def register(sub) -> None:
     i.set_defaults(func=run_import)
 
 
-def _truthfulqa_for(run_dir: Path, path: str | None):
-    from evals.runs import load_run_info
-    from evals.truthfulqa import ENV_VAR, load_truthfulqa
-
-    if path is None and not os.environ.get(ENV_VAR):
-        info = load_run_info(run_dir).get("truthfulqa")
-        origin = info.get("origin") if isinstance(info, dict) else info
-        if isinstance(origin, str) and Path(origin).is_file():
-            path = origin
-    return load_truthfulqa(path)
-
-
 def run_sample(args: argparse.Namespace) -> int:
-    from evals.runs import check_run_dir
+    from evals.rundir import RunDir
     from evals.spotcheck import sample_run
 
-    run_dir = check_run_dir(args.run_dir)
-    tq = _truthfulqa_for(run_dir, args.truthfulqa)
-    paths, summary = sample_run(run_dir, n=args.n, judge=args.judge, seed=args.seed,
-                                truthfulqa=tq)
+    run = RunDir.open(args.run_dir)
+    paths, summary = sample_run(run, n=args.n, judge=args.judge, seed=args.seed,
+                                truthfulqa=run.load_truthfulqa(args.truthfulqa))
     by = f", stratified by {summary['judge_id']}'s verdicts" if summary["judge_id"] else ""
     print(f"Sampled {summary['n']} answers from {summary['cells']} configuration(s){by}.")
     print(f"  label in a browser:  {paths[1]}")
@@ -62,9 +47,10 @@ def run_sample(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from evals.spotcheck import HUMAN_LABELS, import_labels
+    from evals.rundir import RunDir
+    from evals.spotcheck import import_labels
 
     summary = import_labels(args.run_dir, args.labels)
     print(f"Imported {summary['imported']} labelled answer(s) ({summary['updated']} replaced "
-          f"earlier labels); {summary['total']} in {Path(args.run_dir) / HUMAN_LABELS}.")
+          f"earlier labels); {summary['total']} in {RunDir(args.run_dir).human_labels_path}.")
     return 0

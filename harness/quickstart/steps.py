@@ -143,7 +143,7 @@ def judge_answers(run_dir: Path, spec: str, tq, cfg: QuickstartConfig, progress:
     """Score every unscored answer of the run; returns (judge, answers judged now, answers)."""
     from evals.judges import JudgeItem, judge_incrementally
     from evals.runs import load_answers, scores_path
-    from evals.scores import ScoreWriter, load_scores, missing, score_row, write_judge_record
+    from evals.scores import ScoreFile, ScoreWriter, load_scores, missing, score_row
     from harness.config import ModelConfig
     from harness.models import load_model
 
@@ -168,14 +168,15 @@ def judge_answers(run_dir: Path, spec: str, tq, cfg: QuickstartConfig, progress:
         if items:
             judge_incrementally(judge, items, lambda i, res: writer.write(score_row(todo[i], res)),
                                 progress=progress)
-    write_judge_record(path, judge)  # its measured agreement travels with the scores
+    ScoreFile(path).write_record(judge)  # its measured agreement travels with the scores
     return judge, len(items), len(answers)
 
 
 def default_judge_built(tq, labels_dir: str | None) -> bool:
     """Whether the offline default judge is already in the cache."""
     from evals.errors import InputError
-    from evals.judges.learned import CFG_FILE, DEFAULT_RECIPE, cached_judge_folder
+    from evals.judges.default import cached_judge_folder
+    from evals.judges.recipe import CFG_FILE, DEFAULT_RECIPE
 
     try:
         folder, _ = cached_judge_folder("default", DEFAULT_RECIPE, tq, labels_dir)
@@ -190,12 +191,8 @@ QUICK_RECIPE = {"probe_model": None}  # MiniLM reference-similarity features onl
 def quick_judge(model_loader, tq, labels_dir: str | None, progress: bool):
     """The default judge's recipe without its LLM probe: trained on the same human labels in a
     minute or two instead of the probe's tens of minutes, and cached the same way."""
-    from evals.judges.learned import (
-        CFG_FILE,
-        LearnedJudge,
-        LearnedJudgeConfig,
-        cached_judge_folder,
-    )
+    from evals.judges.default import cached_judge_folder
+    from evals.judges.learned import CFG_FILE, LearnedJudge, LearnedJudgeConfig
     from evals.judges.learned_train import train_learned_judge
     from evals.labels import read_labels
 
@@ -213,7 +210,7 @@ def make_quickstart_judge(spec: str, model_loader, tq, labels_dir: str | None, p
     """``auto``: the default judge when it is built, else the quick judge; ``quick``; ``default``
     (built on first use); or any judge spec evals.judges.make_judge knows."""
     from evals.judges import make_judge
-    from evals.judges.learned import load_or_build_default
+    from evals.judges.default import load_or_build_default
 
     if spec == "auto":
         spec = "default" if default_judge_built(tq, labels_dir) else "quick"

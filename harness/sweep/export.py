@@ -1,6 +1,6 @@
 """Tables out of a run directory: the answer table (with any judge scores) and the cell summary.
 
-Judge scores come from RUN_DIR/scores/*.jsonl through ``evals.scores.load_scores`` (the latest
+Judge scores come from RUN_DIR/scores/*.jsonl through ``evals.scores.ScoreFile`` (the latest
 row per (cell_id, question_id); a torn last line is skipped). A score whose ``answer_sha256``
 does not match the answer in the run (the answer changed since it was judged) is left out.
 Each judge file adds the columns ``<judge>_truthful``, ``<judge>_truthful_p_yes``,
@@ -16,60 +16,45 @@ import os
 from pathlib import Path
 from typing import Any
 
-from evals.runs import check_run_dir, iter_cells, load_answers
+from evals.runs import iter_cells
 
 ANSWER_COLUMNS = ("cell_id", "question_id", "fold", "question", "direction", "kind", "hook",
                   "magnitude", "positions", "scale", "answer")
 KINDS = ("truthful", "informative")
 
 
-def _verdict(value: Any) -> tuple[Any, Any]:
-    """(verdict, p_yes) from a verdict record, a bool or a yes/no string."""
-    if isinstance(value, dict):
-        return value.get("verdict"), value.get("p_yes")
-    if isinstance(value, bool):
-        return ("yes" if value else "no"), None
-    return value, None
+def _verdict_cell(record: Any) -> str:
+    """A verdict column's text: yes / no / unscored, or empty when the row has no such kind."""
+    from evals.scores import verdict_label
 
-
-def read_scores(run_dir: Path) -> dict[str, dict[tuple[str, int], dict[str, Any]]]:
-    """{judge file stem: {(cell_id, question_id): {"truthful": v, "truthful_p_yes": p, ...,
-    "answer_sha256": ...}}}."""
-    from evals.runs import score_files
-    from evals.scores import load_scores
-
-    out: dict[str, dict[tuple[str, int], dict[str, Any]]] = {}
-    for path in score_files(run_dir):
-        table = out.setdefault(path.stem, {})
-        for key, row in load_scores(path).items():
-            got: dict[str, Any] = {"answer_sha256": row.get("answer_sha256")}
-            for kind in KINDS:
-                verdict, p = _verdict(row.get(kind))
-                got[kind] = verdict
-                got[f"{kind}_p_yes"] = p
-            table[key] = got
-    return out
+    if record is None:
+        return ""
+    label = verdict_label(record)
+    return "unscored" if label is None else "yes" if label else "no"
 
 
 def answer_table(run_dir: str | os.PathLike) -> tuple[list[str], list[dict[str, Any]]]:
-    """(columns, rows) of every answer with any judge scores."""
-    from evals.scores import answer_sha256
+    """(columns, rows) of every answer with any judge scores (through ``evals.scores.ScoreFile``:
+    the latest row per answer; a score of an earlier text of the answer is left out)."""
+    from evals.rundir import RunDir
+    from evals.scores import ScoreFile, key_of
 
-    path = check_run_dir(run_dir)
-    scores = read_scores(path)
+    run = RunDir.open(run_dir)
+    answers = run.answers()
+    scores = {f.stem: f.current(answers) for f in ScoreFile.all(run)}
     columns = list(ANSWER_COLUMNS)
     for judge in scores:
         columns += [f"{judge}_{k}" for kind in KINDS for k in (kind, f"{kind}_p_yes")]
     rows = []
-    for r in load_answers(path):
+    for r in answers:
         row = {c: r.get(c, "") for c in ANSWER_COLUMNS}
         for judge, table in scores.items():
-            got = table.get((r["cell_id"], int(r["question_id"])), {})
-            if got.get("answer_sha256") not in (None, answer_sha256(r["answer"])):
-                got = {}  # judged an earlier answer of this cell: stale
+            score = table.get(key_of(r), {})
             for kind in KINDS:
-                row[f"{judge}_{kind}"] = got.get(kind, "")
-                row[f"{judge}_{kind}_p_yes"] = got.get(f"{kind}_p_yes", "")
+                record = score.get(kind)
+                row[f"{judge}_{kind}"] = _verdict_cell(record)
+                row[f"{judge}_{kind}_p_yes"] = record.get("p_yes") \
+                    if isinstance(record, dict) else ""
         rows.append(row)
     return columns, rows
 

@@ -190,7 +190,7 @@ def test_make_judge__named_key_variable_must_exist(monkeypatch):
 
 def make_run(run_dir, n_questions: int = 5, cells=("base", "steered")) -> list[dict]:
     """A run directory with answers to the first questions of the real TruthfulQA."""
-    from evals.runs import write_cell
+    from evals.rundir import RunDir
     from evals.truthfulqa import load_csv
     from tests.helpers import truthfulqa_csv
 
@@ -200,7 +200,7 @@ def make_run(run_dir, n_questions: int = 5, cells=("base", "steered")) -> list[d
         rows = [{"cell_id": cell_id, "question_id": q.id, "question": q.question,
                  "answer": (q.best_answer + " [T]") if (q.id + c) % 2 else q.incorrect_answers[0]}
                 for q in tq.questions[:n_questions]]
-        write_cell(run_dir, cell_id, rows, {"cell_id": cell_id, "magnitude": float(c)})
+        RunDir(run_dir).write_cell(cell_id, rows, {"cell_id": cell_id, "magnitude": float(c)})
         all_rows += rows
     return all_rows
 
@@ -333,10 +333,11 @@ def test_openai_judge__against_transformers_serve_both_formats(served_embedded, 
     first = capsys.readouterr()
     assert main(argv) == 0  # everything scored or cached: nothing left to judge
     second = capsys.readouterr()
-    from evals.runs import scores_path
-    from evals.scores import load_scores
+    from evals.rundir import RunDir
+    from evals.scores import ScoreFile, load_scores
 
-    rows = load_scores(scores_path(tmp_path / "run", f"openai:{model}"))
+    scores = ScoreFile.for_judge(RunDir(tmp_path / "run"), f"openai:{model}")
+    rows = load_scores(scores.path)
     assert len(rows) == 4 and "judging 4" in first.err
     for row in rows.values():
         for kind in ("truthful", "informative"):
@@ -345,7 +346,7 @@ def test_openai_judge__against_transformers_serve_both_formats(served_embedded, 
             assert v["verdict"] == (parse_yes_no(v["raw_reply"]) or "unscored")
             assert v["p_yes"] is None or 0 <= v["p_yes"] <= 1
             assert "<|im_start|>" not in v["prompt"]  # the server applies the chat template
-    runs = [json.loads(line) for line in scores_path(tmp_path / "run", f"openai:{model}")
+    runs = [json.loads(line) for line in scores.path
             .with_suffix(".runs.jsonl").read_text().splitlines()]
     assert runs[0]["judged"] == 4 and runs[0]["usage"]["prompt_tokens"] > 4 * 2 * 100
     assert runs[0]["usage"]["requests"] >= 8

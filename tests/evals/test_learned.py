@@ -8,12 +8,13 @@ import torch
 
 from evals.errors import InputError
 from evals.judges.base import JudgeItem
+from evals.judges.default import load_or_build_default
 from evals.judges.features import PROBE_SUFFIX, ProbePrompt, probe_features
-from evals.judges.learned import LearnedJudge, LearnedJudgeConfig, load_or_build_default
+from evals.judges.learned import LearnedJudge, LearnedJudgeConfig
 from evals.judges.learned_fit import LinearModel, PolyExpansion, fit_block, group_folds
 from evals.judges.learned_train import split_questions, train_learned_judge
 from evals.labels import question_key, read_labels
-from evals.scores import judge_record_path, write_judge_record
+from evals.scores import ScoreFile
 from evals.truthfulqa import load_csv
 from reports.fingerprint import agreement_summary
 from reports.load import judge_info
@@ -135,9 +136,9 @@ def test_learned_judge__trains_on_human_labels_saves_safetensors_and_reloads(tmp
     # beside a run's scores, the judge's measured agreement travels with it (reports read it)
     scores = tmp_path / "run" / "scores" / "learned_t.jsonl"
     scores.parent.mkdir(parents=True)
-    record = write_judge_record(scores, loaded)
-    assert record == judge_record_path(scores) and record.name == "learned_t.judge.json"
-    shown = judge_info(tmp_path / "run", loaded.judge_id, scores)
+    record = ScoreFile(scores).write_record(loaded)
+    assert record == ScoreFile(scores).record_path and record.name == "learned_t.judge.json"
+    shown = judge_info(loaded.judge_id, ScoreFile(scores))
     assert shown["judge_id"] == loaded.judge_id and shown["agreement"] == loaded.agreement
     assert "κ" in agreement_summary(shown)
     assert loaded.agreement["cv"]["truthful"]["all"]["kappa"] == pytest.approx(

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from evals.errors import InputError
-from evals.runs import write_cell
+from evals.rundir import RunDir
 from evals.scores import answer_sha256
 from evals.spotcheck import (
     allocate,
@@ -36,7 +36,7 @@ def make_run(root: Path, cells: dict[str, int], tq: TruthfulQA, scores: dict | N
         rows = [{"cell_id": cell, "question_id": q, "question": tq.questions[q].question,
                  "answer": EVIL if evil_answer and q == 0 else f"answer {q} of {cell}"}
                 for q in range(n)]
-        write_cell(root, cell, rows, {"cell_id": cell})
+        RunDir(root).write_cell(cell, rows, {"cell_id": cell})
     for slug, verdicts in (scores or {}).items():
         (root / "scores").mkdir(exist_ok=True)
         with open(root / "scores" / f"{slug}.jsonl", "w") as fh:

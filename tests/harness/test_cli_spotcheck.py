@@ -50,3 +50,27 @@ def test_spotcheck_cli__bad_labels_one_line_exit_2(tmp_path, capsys):
     assert not (run / "labels").exists()
     assert main(["spotcheck", "sample", str(tmp_path / "nope")]) == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_spotcheck_cli__sample_finds_the_truthfulqa_file_the_sweep_recorded(tmp_path, capsys,
+                                                                            monkeypatch):
+    """A sweep records its data file as run.json ``data.origin`` (harness/sweep/run.py); with no
+    --truthfulqa and no $TRUTHSTEER_TRUTHFULQA the sample takes its references from there."""
+    from evals.rundir import RunDir
+    from evals.truthfulqa import ENV_VAR
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    tq = tiny_truthfulqa()
+    run = make_run(tmp_path / "run", {"A": 4}, tq)
+    (tmp_path / "elsewhere").mkdir()
+    tqa_csv = write_truthfulqa_csv(tmp_path / "elsewhere" / "TruthfulQA.csv", tq)
+    RunDir(run).write_info({"data": {"origin": str(tqa_csv), "sha256": "x", "n_questions": 4},
+                            "config": {"data": {"truthfulqa": None}}})
+    assert main(["spotcheck", "sample", str(run), "--n", "2"]) == 0
+    with open(run / "spotcheck" / "sample.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2
+    by_q = {q.question: q for q in tq.questions}
+    for r in rows:
+        assert r["correct_answers"] == "; ".join(by_q[r["question"]].correct_answers)
+        assert r["best_answer"] == by_q[r["question"]].best_answer != ""

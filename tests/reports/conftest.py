@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from evals.judges.base import JudgeResult, Verdict
-from evals.runs import scores_path, write_cell, write_json_atomic
-from evals.scores import ScoreWriter, answer_sha256, score_row
+from evals.rundir import RunDir
+from evals.scores import ScoreFile, ScoreWriter, answer_sha256, score_row
 
 RULE_JUDGE = "rule:test-judge"
 Z = 1.959963984540054  # the 97.5% normal quantile
@@ -40,7 +40,7 @@ def rule_verdicts(row: dict) -> tuple[str, str]:
 
 
 def write_rule_scores(run_dir: Path, answers: list[dict], judge_id: str = RULE_JUDGE) -> Path:
-    path = scores_path(run_dir, judge_id)
+    path = ScoreFile.for_judge(RunDir(run_dir), judge_id).path
     with ScoreWriter(path) as writer:
         for row in answers:
             t, i = rule_verdicts(row)
@@ -65,7 +65,6 @@ def real_run(tiny_folder, tmp_path_factory):
     shared baseline) on the tiny model, scored by the rule judge and spot-checked (sample
     drawn, labels imported). The tiny model's 49k-token output layer dominates its cost, so the
     questions and the CE/KL reference text are few."""
-    from evals.runs import load_answers
     from evals.spotcheck import import_labels, sample_run
     from harness.sweep.config import parse_config
     from harness.sweep.run import run_sweep
@@ -88,7 +87,7 @@ def real_run(tiny_folder, tmp_path_factory):
             {"name": "random", "kind": "random", "hooks": ["blocks.1.hook_resid_post"],
              "magnitudes": [0, 8]}]})
     run_sweep(cfg, run_dir, str(csv_path), progress=False)
-    write_rule_scores(run_dir, load_answers(run_dir))
+    write_rule_scores(run_dir, RunDir(run_dir).answers())
     paths, _ = sample_run(run_dir, n=10, judge=RULE_JUDGE, seed=1)
     sample = json.loads(paths[2].read_text())["items"]
     labels = run_dir / "labels_in.csv"
@@ -108,9 +107,9 @@ def hand_cell(run_dir: Path, cell_id: str, direction: str, hook: str, magnitude:
              "model": "m", "hook": hook, "direction": direction, "kind": direction,
              "magnitude": magnitude, "positions": "all", "prompt_token_ids": [],
              "answer_token_ids": [], "answer": a} for q, a in sorted(answers.items())]
-    write_cell(run_dir, cell_id, rows, {"cell_id": cell_id, "direction": direction,
-                                        "hook": hook, "magnitude": magnitude, "kind": direction,
-                                        "metrics": metrics or {}})
+    RunDir(run_dir).write_cell(cell_id, rows, {
+        "cell_id": cell_id, "direction": direction, "hook": hook, "magnitude": magnitude,
+        "kind": direction, "metrics": metrics or {}})
     return rows
 
 
@@ -118,7 +117,7 @@ def hand_scores(run_dir: Path, verdicts: dict[tuple[str, int], tuple[str, str]],
                 answers: dict[tuple[str, int], str], judge_id: str = "hand:judge",
                 stale: set[tuple[str, int]] = frozenset()) -> None:
     """Score rows with given verdicts; keys in ``stale`` get the hash of another answer text."""
-    path = scores_path(run_dir, judge_id)
+    path = ScoreFile.for_judge(RunDir(run_dir), judge_id).path
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
         for (cid, q), (t, i) in verdicts.items():
@@ -131,7 +130,7 @@ def hand_scores(run_dir: Path, verdicts: dict[tuple[str, int], tuple[str, str]],
 
 
 def hand_run_info(run_dir: Path, **model) -> None:
-    write_json_atomic(run_dir / "run.json", {
+    RunDir(run_dir).write_info({
         "model": {"model": "hand-model", "source": "folder", "dtype": "float32",
                   "n_params": "1000", **model},
         "data": {"sha256": "ab" * 32, "n_questions": 817, "origin": "TruthfulQA.csv"},

@@ -1,0 +1,59 @@
+"""The offline default judge: a :class:`~evals.judges.learned.LearnedJudge` trained with
+:data:`~evals.judges.recipe.DEFAULT_RECIPE` on TruthfulQA's human dev labels (folder in
+``$TRUTHSTEER_HUMAN_LABELS``, else downloaded from GitHub) on first use, and cached under
+``$TRUTHSTEER_CACHE/judges/``, keyed by the label files, the TruthfulQA data and the recipe."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from evals.io import cache_root
+from evals.judges.learned import LearnedJudge
+from evals.judges.recipe import CFG_FILE, DEFAULT_RECIPE, LearnedJudgeConfig
+
+
+def cached_judge_folder(name: str, recipe: LearnedJudgeConfig, truthfulqa: Any,
+                        labels_dir: str | os.PathLike | None = None,
+                        cache_dir: str | os.PathLike | None = None
+                        ) -> tuple[Path, tuple[Path, Path]]:
+    """Where a judge trained with ``recipe`` on the human labels (from ``labels_dir``, else
+    $TRUTHSTEER_HUMAN_LABELS, else downloaded) and ``truthfulqa``'s references is cached:
+    ``(CACHE/judges/<name>-<key>, (truth labels, info labels))``, the key hashing all three."""
+    from evals.labels import default_label_files, files_digest
+
+    root = Path(cache_dir) if cache_dir else cache_root()
+    truth_path, info_path = default_label_files(labels_dir, root)
+    key = hashlib.sha256(json.dumps([files_digest([truth_path, info_path]), truthfulqa.sha256,
+                                     recipe.to_dict()]).encode()).hexdigest()[:12]
+    return root / "judges" / f"{name}-{key}", (truth_path, info_path)
+
+
+def load_or_build_default(model_loader: Callable | None = None, truthfulqa: Any = None,
+                          labels_dir: str | os.PathLike | None = None,
+                          cache_dir: str | os.PathLike | None = None,
+                          progress: bool = True) -> LearnedJudge:
+    """The offline default judge: loaded from the cache, or trained there on first use."""
+    from evals.judges.learned_train import train_learned_judge
+    from evals.labels import read_labels
+    from evals.truthfulqa import TruthfulQA, load_truthfulqa
+
+    tq = truthfulqa if isinstance(truthfulqa, TruthfulQA) else load_truthfulqa(truthfulqa)
+    folder, (truth_path, info_path) = cached_judge_folder("default", DEFAULT_RECIPE, tq,
+                                                          labels_dir, cache_dir)
+    root = Path(cache_dir) if cache_dir else cache_root()
+    features = root / "learned_features.sqlite"
+    if (folder / CFG_FILE).is_file():
+        return LearnedJudge.load(folder, model_loader, features)
+    if progress:
+        print(f"Building the offline default judge (once per machine) into {folder} ...")
+    judge = train_learned_judge(read_labels(truth_path), read_labels(info_path), tq,
+                                DEFAULT_RECIPE, model_loader, progress=progress, name="default",
+                                sources=[str(truth_path), str(info_path)],
+                                feature_cache=features)
+    judge.save(folder)
+    return LearnedJudge.load(folder, model_loader, features)

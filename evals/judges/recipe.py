@@ -1,0 +1,76 @@
+"""The recipe of a learned judge (:class:`LearnedJudgeConfig`) and the names of its files: what
+the featurizer, the judge and its trainer share, so that none of them imports another's module
+for it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from evals.errors import InputError
+from evals.judges.features import ProbePrompt
+
+RECIPE_VERSION = "1"
+KINDS = ("truthful", "informative")
+CFG_FILE, WEIGHTS_FILE = "cfg.json", "weights.safetensors"
+EMBEDDED_PROBE_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass(frozen=True)
+class LearnedJudgeConfig:
+    """The recipe of a learned judge (saved in cfg.json; part of the default judge's cache key)."""
+
+    probe_model: str | None = EMBEDDED_PROBE_MODEL  # None: MiniLM reference features only
+    probe_layers: tuple[int, ...] = (8, 12)  # the forward stops after block 12 (of 30)
+    max_refs_chars: int = 400
+    max_answer_tokens: int = 48
+    c_grid: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03)
+    ref_c_grid: tuple[float, ...] = (0.01, 0.03, 0.1)
+    ref_degree: int = 2  # 2: reference features plus their pairwise products
+    folds: int = 5
+    max_train_answers: int | None = None  # a random subset of distinct answers (cheaper build)
+    batch_size: int = 32
+    seed: int = 0
+    recipe_version: str = RECIPE_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "probe_layers", tuple(int(x) for x in self.probe_layers))
+        object.__setattr__(self, "c_grid", tuple(float(x) for x in self.c_grid))
+        object.__setattr__(self, "ref_c_grid", tuple(float(x) for x in self.ref_c_grid))
+        if self.probe_model is not None and not self.probe_layers:
+            raise InputError("learned judge: probe_layers is empty (give e.g. 8,12)")
+        if any(x < 0 for x in self.probe_layers):
+            raise InputError(f"learned judge: probe_layers {self.probe_layers} must be >= 0")
+        if self.ref_degree not in (1, 2):
+            raise InputError(f"learned judge: ref_degree={self.ref_degree} must be 1 or 2")
+        if self.folds < 2:
+            raise InputError(f"learned judge: folds={self.folds} must be >= 2")
+        if not self.c_grid or not self.ref_c_grid or min(self.c_grid + self.ref_c_grid) <= 0:
+            raise InputError("learned judge: regularisation grids must hold positive numbers")
+        if self.max_train_answers is not None and self.max_train_answers < 50:
+            raise InputError(f"learned judge: max_train_answers={self.max_train_answers} "
+                             "is too few (>= 50)")
+
+    @property
+    def prompt(self) -> ProbePrompt:
+        return ProbePrompt(self.max_refs_chars, self.max_answer_tokens)
+
+    @property
+    def blocks(self) -> tuple[str, ...]:
+        return ("ref",) if self.probe_model is None else ("ref", "probe")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LearnedJudgeConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise InputError(f"learned judge recipe: unknown key(s) {', '.join(unknown)} "
+                             "(made by a newer truthsteer?)")
+        return cls(**data)
+
+
+DEFAULT_RECIPE = LearnedJudgeConfig()
