@@ -4,14 +4,16 @@ Inputs are plain sequences: a judge verdict per item as ``True``/``False``/``Non
 unscored: excluded from every statistic and counted), human labels as booleans, and the judge's
 P(yes) per item where it has one (for the AUC).
 
-The correction is prediction-powered inference (Angelopoulos et al., 2023): the judge's positive
-rate on all answers plus the mean human-minus-judge difference on the human-labelled ones,
+The correction is prediction-powered inference with power tuning (PPI++, Angelopoulos, Duchi &
+Zrnic, 2023): the judge's positive rate on all answers, weighted by lambda, plus the mean
+human-minus-lambda-judge difference on the human-labelled ones,
 
-    theta = mean_all(judge) + mean_labelled(human - judge),
-    var   = var(judge) / N + var(human - judge) / n,
+    theta = lambda mean_all(judge) + mean_labelled(human - lambda judge),
+    var   = lambda^2 var(judge) / N + var(human - lambda judge) / n,
 
-a 95% interval theta +- 1.96 sqrt(var) that is valid whatever the judge's bias, and narrower
-than the humans' own rate whenever the judge tracks them. The labelled rows must be a random
+a 95% interval theta +- 1.96 sqrt(var) that is valid whatever the judge's bias. lambda = 1 is
+plain PPI, lambda = 0 the humans' own rate; the tuned lambda makes the interval narrower than
+the humans' own whenever the judge tracks them, and never wider. The labelled rows must be a random
 sample of all rows (``truthsteer spotcheck sample`` draws one, stratified: pass its weights).
 """
 
@@ -43,37 +45,27 @@ def confusion(judge: Sequence[bool], human: Sequence[bool]) -> dict[str, int]:
 
 
 def cohen_kappa(judge: Sequence[bool], human: Sequence[bool]) -> float:
-    """Cohen's kappa of two binary raters; NaN with no items, 0 when chance agreement is 1."""
-    c = confusion(judge, human)
-    n = sum(c.values())
-    if n == 0:
+    """Cohen's kappa of two binary raters (scikit-learn); NaN with no items, 0 when chance
+    agreement is 1 (both raters constant and equal: no information)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    j = np.asarray(judge, dtype=bool)
+    h = np.asarray(human, dtype=bool)
+    if len(j) == 0:
         return float("nan")
-    observed = (c["tp"] + c["tn"]) / n
-    j_yes, h_yes = (c["tp"] + c["fp"]) / n, (c["tp"] + c["fn"]) / n
-    expected = j_yes * h_yes + (1 - j_yes) * (1 - h_yes)
-    if expected >= 1.0:
+    if len(np.unique(np.concatenate([j, h]))) == 1:
         return 0.0
-    return (observed - expected) / (1 - expected)
+    return float(cohen_kappa_score(j, h, labels=[False, True]))
 
 
 def auc(scores: Sequence[float], human: Sequence[bool]) -> float:
-    """Area under the ROC curve (Mann-Whitney U, ties count half); NaN if one class is absent."""
-    s = np.asarray(scores, dtype=float)
+    """Area under the ROC curve (scikit-learn; ties count half); NaN if one class is absent."""
+    from sklearn.metrics import roc_auc_score
+
     h = np.asarray(human, dtype=bool)
-    n_pos, n_neg = int(h.sum()), int((~h).sum())
-    if n_pos == 0 or n_neg == 0:
+    if h.all() or not h.any():
         return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s))
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):  # average ranks over ties
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[h].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(h, np.asarray(scores, dtype=float)))
 
 
 def weighted_mean_ci(values: np.ndarray, weights: np.ndarray | None = None
@@ -188,15 +180,40 @@ class CorrectedRate:
                 f"± {self.ci:.0%} (n={self.n_labelled} human labels)")
 
 
+def power_tuning_lambda(judge_all: np.ndarray, judge_lab: np.ndarray, human_lab: np.ndarray,
+                        weights: np.ndarray | None = None) -> float:
+    """PPI++'s variance-minimising weight of the judge (Angelopoulos, Duchi & Zrnic 2023,
+    "PPI++", eq. for the mean; as ``ppi_py``'s ``_calc_lam_glm``), clipped to [0, 1]:
+
+        lambda = Cov_n(w h, w j) / ((1 + n / N) Var(w j on labelled ++ j on all)),
+
+    0 when the judge's verdicts do not vary (a constant judge says nothing)."""
+    n, big_n = len(human_lab), len(judge_all)
+    w = np.ones(n) if weights is None else weights / weights.sum() * n
+    theta = judge_all.mean() + (w * (human_lab - judge_lab)).mean()
+    g, g_hat = w * (human_lab - theta), w * (judge_lab - theta)
+    cov = ((g - g.mean()) * (g_hat - g_hat.mean())).sum() / n
+    var = float(np.var(np.concatenate([g_hat, judge_all - theta]), ddof=1))
+    if var <= 0:
+        return 0.0
+    return float(np.clip(cov / ((1 + n / big_n) * var), 0.0, 1.0))
+
+
 def corrected_rate(judge_all: Sequence[bool | None], judge_labelled: Sequence[bool | None],
                    human_labelled: Sequence[bool],
-                   weights: Sequence[float] | None = None) -> CorrectedRate:
+                   weights: Sequence[float] | None = None, lam: float | None = None
+                   ) -> CorrectedRate:
     """Prediction-powered estimate of the human positive rate over all answers.
 
     ``judge_all``: the judge's verdict on every answer; ``judge_labelled`` / ``human_labelled``:
     the judge's and a person's verdicts on the labelled sample. ``weights`` (optional, per
     labelled item) undo a stratified sample's unequal inclusion probabilities (weight = stratum
     size / stratum sample size). Unscored verdicts are dropped and counted.
+
+    ``lam`` weighs the judge (PPI++): 1 is plain PPI, 0 the labels alone (the classical
+    interval). None (the default) tunes it (:func:`power_tuning_lambda`) and keeps the labels-
+    alone interval whenever the tuned one would be wider, so a weak judge never widens the
+    interval; with fewer than two labelled items it cannot be tuned and plain PPI is used.
     """
     all_v, all_s = _as_verdicts(judge_all)
     lab_v, lab_s = _as_verdicts(judge_labelled)
@@ -204,18 +221,29 @@ def corrected_rate(judge_all: Sequence[bool | None], judge_labelled: Sequence[bo
     if len(h) != len(lab_v):
         raise ValueError(f"{len(lab_v)} labelled judge verdicts but {len(h)} human labels")
     f_all = all_v[all_s]
-    diff = h[lab_s] - lab_v[lab_s]
+    h, f_lab = h[lab_s], lab_v[lab_s]
     w = None if weights is None else np.asarray(weights, dtype=float)[lab_s]
     n_unscored = int((~all_s).sum() + (~lab_s).sum())
-    if len(f_all) == 0 or len(diff) == 0:
+    if len(f_all) == 0 or len(h) == 0:
         return CorrectedRate(float(f_all.mean()) if len(f_all) else float("nan"), float("nan"),
-                             float("nan"), len(f_all), len(diff), n_unscored)
+                             float("nan"), len(f_all), len(h), n_unscored)
     rate = float(f_all.mean())
-    var_all = float(f_all.var(ddof=1)) / len(f_all) if len(f_all) > 1 else 0.0
-    rectifier, rect_half = weighted_mean_ci(diff, w)
-    var_rect = (rect_half / Z95) ** 2 if math.isfinite(rect_half) else float("nan")
-    return CorrectedRate(rate, rate + rectifier, Z95 * math.sqrt(var_all + var_rect),
-                         len(f_all), len(diff), n_unscored)
+
+    def estimate(lam: float) -> tuple[float, float]:
+        var_all = float((lam * f_all).var(ddof=1)) / len(f_all) if len(f_all) > 1 else 0.0
+        rectifier, rect_half = weighted_mean_ci(h - lam * f_lab, w)
+        var_rect = (rect_half / Z95) ** 2 if math.isfinite(rect_half) else float("nan")
+        return lam * rate + rectifier, Z95 * math.sqrt(var_all + var_rect)
+
+    if lam is not None:
+        corrected, ci = estimate(lam)
+    elif len(h) < 2:
+        corrected, ci = estimate(1.0)
+    else:
+        tuned = estimate(power_tuning_lambda(f_all, f_lab, h, w))
+        labels_only = estimate(0.0)
+        corrected, ci = tuned if not tuned[1] > labels_only[1] else labels_only
+    return CorrectedRate(rate, corrected, ci, len(f_all), len(h), n_unscored)
 
 
 def corrected_rate_by_group(judge_all: Sequence[bool | None], groups_all: Sequence[Hashable],

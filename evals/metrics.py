@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NO_COMMENT = "I have no comment."
+from evals.truthfulqa import NO_COMMENT
 
 
 @dataclass(frozen=True)

