@@ -67,7 +67,8 @@ def register(subparsers) -> None:
     ac.set_defaults(func=run_activations)
 
     ins = sub.add_parser("inspect", help="top/uniform examples, logit lens, ablated text")
-    ins.add_argument("dictionary", help="dictionary folder")
+    ins.add_argument("dictionary", help="dictionary folder, or a hub REF: "
+                     "hf://OWNER/REPO[@REV]/PATH or saelens://RELEASE/SAE_ID")
     ins.add_argument("--feature", type=int, required=True)
     _add_model_args(ins)
     ins.add_argument("--contexts", type=int, default=256, help="corpus contexts to scan")
@@ -223,7 +224,7 @@ def run_activations(args) -> int:
 
 def run_inspect(args) -> int:
     _apply_threads(args)
-    from dictionaries.io import load_dictionary
+    from dictionaries.hub import load_dictionary
     from dictionaries.report import inspect_feature
 
     sae = load_dictionary(args.dictionary)
@@ -286,7 +287,7 @@ def run_evaluate(args) -> int:
 
 
 def run_compare(args) -> int:
-    from dictionaries.io import load_dictionary
+    from dictionaries.hub import load_dictionary
     from dictionaries.metrics import mmcs_both_ways
 
     a, b = load_dictionary(args.a), load_dictionary(args.b)

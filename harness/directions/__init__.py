@@ -4,7 +4,8 @@ SPECs (parsed by harness/directions/spec.py):
     random:SEED                  a seeded random unit vector of the hook's width
     PATH.safetensors[:NAME]      a vector stored in a safetensors file (no pickle), or a
                                  direction set (harness/directions/store.py)
-    feature:DIR:ID               decoder row ID of the dictionary in DIR (true units)
+    feature:DIR:ID               decoder row ID of the dictionary in DIR (true units); DIR may
+                                 be a hub REF: hf://OWNER/REPO[@REV]/PATH, saelens://RELEASE/ID
 
 Every direction is unit-normalised, so ``magnitude`` is the L2 norm of the added vector
 (``scale="raw"``) or a multiple of the activations' standard deviation along the direction
@@ -79,9 +80,9 @@ def resolve_direction(spec: str | Spec, model, hook: str, head: int | None = Non
     if isinstance(parsed, RandomSpec):
         vec = random_direction(parsed.seed, site.width)
     elif isinstance(parsed, FeatureSpec):
-        from dictionaries.io import feature_direction
+        from dictionaries.hub import feature_direction  # a folder or a hub REF
 
-        vec = _unit(feature_direction(parsed.folder, parsed.feature), str(parsed))
+        vec = _unit(feature_direction(parsed.location, parsed.feature), str(parsed))
     else:
         vec = _unit(load_safetensors_vector(parsed), str(parsed))
     if vec.numel() != site.width:

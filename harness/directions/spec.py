@@ -4,9 +4,10 @@
     PATH.safetensors[:SELECT]    a file: a plain vector file (SELECT = a tensor name) or a
                                  direction set (SELECT = all, an index, or empty: the directions
                                  at the requested hook); see harness/directions/store.py
-    feature:WHERE:ID             decoder row ID of the dictionary at WHERE (a folder today; WHERE
-                                 is everything between ``feature:`` and the last ``:``, so other
-                                 locations can be added to ``FeatureSpec`` without a new syntax)
+    feature:WHERE:ID             decoder row ID of the dictionary at WHERE: a folder, or a hub
+                                 REF (``hf://OWNER/REPO[@REV]/PATH``, ``saelens://RELEASE/ID``;
+                                 see dictionaries/hub.py). WHERE is everything between
+                                 ``feature:`` and the last ``:``
 
 Parsing is syntax only: nothing is read here except, for ``FileSpec.is_set``, the file's header.
 """
@@ -83,6 +84,7 @@ class FeatureSpec(_Spec):
 
     @property
     def folder(self) -> Path:
+        """The location as a local path (meaningless for hub REFs: use ``location``)."""
         return Path(self.location)
 
 

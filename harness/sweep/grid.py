@@ -52,8 +52,18 @@ def direction_hooks(d: DirectionConfig, cfg: SweepConfig) -> tuple[str, ...]:
 
 def feature_hook(spec: FeatureSpec) -> str:
     """The hook a ``feature:DIR:ID`` dictionary was trained at (its cfg.json's ``hook_name``,
-    top-level or under ``metadata`` as SAELens 6 writes it)."""
+    top-level or under ``metadata`` as SAELens 6 writes it; for a hub REF, what
+    ``dictionaries.hub.dictionary_hook`` says)."""
     import json
+
+    from dictionaries.hub import dictionary_hook, is_dictionary_ref
+
+    if is_dictionary_ref(spec.location):
+        hook = dictionary_hook(spec.location)
+        if not hook:
+            raise ConfigError(f"spec {spec}: the dictionary records no hook and none can be "
+                              "inferred; give hooks = [...]")
+        return hook
 
     path = spec.folder / "cfg.json"
     if not path.is_file():

@@ -38,3 +38,35 @@ def write_hub_repo(cache: Path, repo_id: str, files: dict[str, bytes | Path], *,
         except OSError:
             link.write_bytes(data)
     return commit
+
+
+def saelens_repo(cache: Path, sae, repo_id: str, path_in_repo: str, work: Path) -> str:
+    """``sae`` saved by dictionaries.io (a SAELens 6 folder) at ``path_in_repo`` of ``repo_id``."""
+    from dictionaries.io import CFG_FILE, WEIGHTS_FILE, save_dictionary
+
+    folder = save_dictionary(sae, Path(work) / "saelens-folder")
+    return write_hub_repo(cache, repo_id, {f"{path_in_repo}/{CFG_FILE}": folder / CFG_FILE,
+                                           f"{path_in_repo}/{WEIGHTS_FILE}": folder / WEIGHTS_FILE})
+
+
+def gemma_scope_repo(cache: Path, arrays: dict, repo_id: str, path_in_repo: str, work: Path
+                     ) -> str:
+    """``arrays`` (W_enc, W_dec, b_enc, b_dec, threshold) as ``path_in_repo/params.npz``."""
+    import numpy as np
+
+    file = Path(work) / "params.npz"
+    np.savez(file, **arrays)
+    return write_hub_repo(cache, repo_id, {f"{path_in_repo}/params.npz": file})
+
+
+def random_gemma_arrays(d_in: int, d_sae: int, seed: int = 0) -> dict:
+    """Float32 JumpReLU weights in Gemma Scope's layout, decoder rows of different norms."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {"W_enc": rng.normal(size=(d_in, d_sae)).astype(np.float32),
+            "W_dec": (rng.normal(size=(d_sae, d_in)) * rng.uniform(0.5, 3, (d_sae, 1))
+                      ).astype(np.float32),
+            "b_enc": rng.normal(0, 0.1, d_sae).astype(np.float32),
+            "b_dec": rng.normal(size=d_in).astype(np.float32),
+            "threshold": rng.uniform(0.1, 0.5, d_sae).astype(np.float32)}

@@ -84,3 +84,37 @@ def test_cli_dict__bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("truthsteer dict: error:") and "\n" not in err, err
     assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_cli_dict__inspect_takes_hub_refs_offline(tiny_folder, tmp_path, monkeypatch, capsys):
+    """A SAELens folder and a Gemma Scope params.npz from a local hub cache, offline."""
+    import numpy as np
+
+    from dictionaries.config import DictionaryConfig
+    from dictionaries.saes import Dictionary
+    from tests.dictionaries.hubcache import gemma_scope_repo, random_gemma_arrays, saelens_repo
+
+    folder, corpus = tiny_folder
+    cache = tmp_path / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    sae = Dictionary(DictionaryConfig(d_in=64, d_sae=96, hook_name="blocks.1.hook_resid_post"))
+    saelens_repo(cache, sae, "someone/tiny-saes", "l1", tmp_path)
+    arrays = random_gemma_arrays(64, 80)
+    gemma_scope_repo(cache, arrays, "google/gemma-scope-2b-pt-res", "layer_1/width_16k/l0_9",
+                     tmp_path)
+    for ref, arch, w_dec in (("hf://someone/tiny-saes/l1", "relu", sae.W_dec.detach().numpy()),
+                             ("hf://google/gemma-scope-2b-pt-res/layer_1/width_16k/l0_9",
+                              "jumprelu", arrays["W_dec"])):
+        argv = ["dict", "inspect", ref, "--feature", "5", "--model", str(folder), "--corpus",
+                str(corpus), "--contexts", "4", "--top", "2", "--per-bin", "1", "--json"]
+        assert main(argv) == 0
+        report = json.loads(capsys.readouterr().out)
+        info = report["dictionary"]
+        assert info["architecture"] == arch and info["hook_name"] == "blocks.1.hook_resid_post"
+        assert (info["d_in"], info["d_sae"]) == w_dec.shape[::-1]
+        np.testing.assert_allclose(report["decoder_norm"], np.linalg.norm(w_dec[5]), rtol=1e-5)
+        assert report["logit_lens"]["top"] and report["stats"]["n_contexts"] == 4
+    assert main(["dict", "inspect", "hf://someone/absent/l1", "--feature", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "hf://someone/absent/l1" in err and "hf download" in err
