@@ -126,3 +126,79 @@ def headless_chromium(window_size: str | None = None, download_dir: Path | None 
         driver.execute_cdp_cmd("Browser.setDownloadBehavior",
                                {"behavior": "allow", "downloadPath": str(download_dir)})
     return driver
+
+
+# --- Tiny random models of every architecture the harness is tested on (issue 12) -------------
+
+TINY_VOCAB = 320  # 256 byte tokens + specials, padded up
+
+
+def tiny_byte_tokenizer():
+    """A byte-level tokenizer with no merges (256 byte tokens + ``<|endoftext|>`` + ``<pad>``):
+    any text round-trips, prompts stay short enough for tiny models, no download needed."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<|endoftext|>",
+                                  eos_token="<|endoftext|>", pad_token="<pad>")
+    assert len(tok) <= TINY_VOCAB
+    return tok
+
+
+def _tiny_configs(tok) -> dict:
+    """HF config per architecture: hidden 64, 2 layers, 4 heads of 16 (2 KV heads where the
+    architecture has grouped-query attention), a byte vocabulary."""
+    import transformers as T
+
+    ids = dict(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+               pad_token_id=tok.pad_token_id, vocab_size=TINY_VOCAB)
+    common = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, max_position_embeddings=2048, **ids)
+    gqa = dict(common, num_key_value_heads=2, head_dim=16)
+    return {
+        "gpt2": T.GPT2Config(n_embd=64, n_layer=2, n_head=4, n_positions=2048, **ids),
+        "gpt_neox": T.GPTNeoXConfig(**common, rotary_pct=0.25),
+        "llama": T.LlamaConfig(**gqa),
+        "mistral": T.MistralConfig(**gqa, sliding_window=None),
+        "qwen2": T.Qwen2Config(**gqa),
+        "qwen3": T.Qwen3Config(**gqa),
+        "gemma2": T.Gemma2Config(**gqa, sliding_window=4096),
+        "gemma3": T.Gemma3TextConfig(**gqa, sliding_window=4096),
+        "phi3": T.Phi3Config(**common, num_key_value_heads=2),
+        "olmo": T.OlmoConfig(**common, num_key_value_heads=2),
+        "olmo2": T.Olmo2Config(**common, num_key_value_heads=2),
+    }
+
+
+TINY_ARCHITECTURES = ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "gemma2",
+                      "gemma3", "phi3", "olmo", "olmo2")
+LOGIT_SCALE = 8.0  # output embedding scale: random logits far apart, so greedy has no near-ties
+
+
+def tiny_model_of(arch: str, seed: int = 0):
+    """A random (HF model, tokenizer) of architecture ``arch`` (one of TINY_ARCHITECTURES), its
+    output embedding scaled by LOGIT_SCALE (untied from the input embedding)."""
+    from transformers import AutoModelForCausalLM
+
+    tok = tiny_byte_tokenizer()
+    cfg = _tiny_configs(tok)[arch]
+    cfg.tie_word_embeddings = False
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
+    with torch.no_grad():
+        head = model.get_output_embeddings()
+        head.weight.copy_(torch.randn_like(head.weight) * LOGIT_SCALE / head.weight.shape[1] ** 0.5)
+    return model, tok
+
+
+def tiny_model_folder(arch: str, folder: Path, seed: int = 0) -> Path:
+    """``tiny_model_of(arch)`` saved as an HF model folder (what ``--model FOLDER`` loads)."""
+    model, tok = tiny_model_of(arch, seed)
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return Path(folder)
