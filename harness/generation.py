@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
+from evals.io import progress as progress_bar
 from harness.config import GenerationConfig
 from harness.prompts import QA_STOPS, cut_answer, prompt_token_ids, resolve_style
 from harness.steering import Intervention, hooks
@@ -125,7 +125,8 @@ def generate_answers(model, questions: Sequence[str], cfg: GenerationConfig,
     shared = common_prefix_length(prompts) if share_prefix and len(prompts) > 1 else 0
     shared = shared if shared >= MIN_SHARED_PREFIX else 0
     results: list[dict[str, Any] | None] = [None] * len(questions)
-    bar = tqdm(total=len(questions), desc=desc, unit="q", disable=not progress, leave=False)
+    bar = progress_bar(total=len(questions), desc=desc, unit="q", disable=not progress,
+                       leave=False)
     cache_kw = cache_kwarg(model)
     with hooks(model, interventions) as state:
         cache = None

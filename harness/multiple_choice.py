@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from evals.io import progress as progress_bar
 from evals.metrics import MCAnswers, mc_reference_answers, mc_scores
 from evals.truthfulqa import Question
 from harness.generation import (
@@ -85,8 +85,8 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
     cache_kw = cache_kwarg(model)
     out: list[list[float]] = [[] for _ in prompts]
     shared = common_prefix_length(prompts) if prompts else 0
-    bar = tqdm(total=len(prompts), desc="multiple choice", unit="q", disable=not progress,
-               leave=False)
+    bar = progress_bar(total=len(prompts), desc="multiple choice", unit="q",
+                       disable=not progress, leave=False)
     with hooks(model, interventions) as state:
         prefix = None
         if shared:

@@ -158,8 +158,8 @@ def run_features(args: argparse.Namespace) -> int:
     result["dictionary"] = str(args.dictionary)
     print(format_search(result, str(args.dictionary)))
     if args.out:
-        from evals.runs import write_json_atomic
+        from evals.io import atomic_write_json
 
-        write_json_atomic(Path(args.out), result)
+        atomic_write_json(Path(args.out), result)
         print(f"wrote {args.out}")
     return 0

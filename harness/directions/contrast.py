@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from evals.io import progress as progress_bar
 from evals.truthfulqa import Question
 from harness.generation import pad_left, plan_batches
 from harness.steering import Intervention, hooks
@@ -74,8 +74,8 @@ def collect_last_token(model, token_ids: Sequence[Sequence[int]], hook_names: Se
     """
     out = {h: [None] * len(token_ids) for h in hook_names}
     batches = plan_batches([len(t) for t in token_ids], batch_size)
-    bar = tqdm(total=len(token_ids), desc="recording activations", unit="text",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=len(token_ids), desc="recording activations", unit="text",
+                       disable=not progress, leave=False)
     with hooks(model, interventions, record=list(hook_names)) as state:
         for batch in batches:
             ids, mask = pad_left([token_ids[i] for i in batch], model.tokenizer.pad_token_id,

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from evals.io import progress as progress_bar
 from harness.config import ConfigError
 from harness.directions.contrast import ContrastSet, contrast_set
 from harness.directions.iti import split_questions
@@ -119,8 +119,8 @@ def text_feature_stats(model, sae, contrast: ContrastSet, hook: str, batch_size:
     out = {"mean": torch.zeros(n, f), "max": torch.zeros(n, f),
            "argmax": torch.zeros(n, f, dtype=torch.long)}
     with hooks(model, record=[hook]) as state:
-        for start in tqdm(range(0, n, batch_size), desc="feature activations", unit="batch",
-                          disable=not progress, leave=False):
+        for start in progress_bar(range(0, n, batch_size), desc="feature activations",
+                                  unit="batch", disable=not progress, leave=False):
             rows = list(range(start, min(n, start + batch_size)))
             ids, lengths = _pad_right([contrast.token_ids[i] for i in rows],
                                       model.tokenizer.pad_token_id, model.device)
@@ -150,8 +150,8 @@ def question_attributions(model, sae, contrast: ContrastSet, hook: str, batch_si
     counts = {(q, lab): int(((contrast.question_ids == q) & (contrast.labels == lab)).sum())
               for q in qids for lab in (0, 1)}
     per_text = torch.zeros(len(contrast), sae.d_sae)
-    for start in tqdm(range(0, len(contrast), batch_size), desc="feature attribution",
-                      unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(range(0, len(contrast), batch_size), desc="feature attribution",
+                              unit="batch", disable=not progress, leave=False):
         rows = list(range(start, min(len(contrast), start + batch_size)))
         ids, lengths = _pad_right([contrast.token_ids[i] for i in rows],
                                   model.tokenizer.pad_token_id, model.device)

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from evals.io import atomic_path, atomic_write_json
 from harness.config import ConfigError
 from harness.directions import Direction
 from harness.directions.spec import FileSpec
@@ -76,25 +76,24 @@ def save_direction_set(path: str | os.PathLike, dset: DirectionSet,
         raise ConfigError(f"{path}: a direction set is saved as NAME.safetensors")
     if not dset.directions:
         raise ConfigError(f"{path}: refusing to save an empty direction set")
-    path.parent.mkdir(parents=True, exist_ok=True)
     desc = dset.describe()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        save_file(_tensors(dset), tmp, metadata={META_KEY: json.dumps(desc, sort_keys=True)})
-        if exclusive:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                return False
-        else:
-            os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    from evals.runs import write_json_atomic
-
-    write_json_atomic(path.with_suffix(".json"), desc)
+        with atomic_path(path) as tmp:
+            save_file(_tensors(dset), str(tmp),
+                      metadata={META_KEY: json.dumps(desc, sort_keys=True)})
+            if exclusive:  # link, never replace: the first finished writer's file stays
+                try:
+                    os.link(tmp, path)  # (the replace that follows is then a no-op)
+                except FileExistsError:
+                    raise _AlreadyThere from None
+    except _AlreadyThere:
+        return False
+    atomic_write_json(path.with_suffix(".json"), desc)
     return True
+
+
+class _AlreadyThere(Exception):
+    """Another writer created the file first (``save_direction_set(exclusive=True)``)."""
 
 
 def read_description(path: str | os.PathLike) -> dict[str, Any] | None:

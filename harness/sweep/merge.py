@@ -16,7 +16,8 @@ def merge_runs(sources: list[str | os.PathLike], dest: str | os.PathLike) -> int
     RUN_DIR/directions to every machine, then shard), and so must a cell present in both.
     """
     from evals.errors import InputError
-    from evals.runs import cell_paths, finished_cells, load_run_info, write_json_atomic
+    from evals.io import atomic_write_json
+    from evals.runs import cell_paths, finished_cells, load_run_info
 
     dest = Path(dest)
     copied = 0
@@ -28,7 +29,7 @@ def merge_runs(sources: list[str | os.PathLike], dest: str | os.PathLike) -> int
         if mine and mine.get("identity") != info.get("identity"):
             raise InputError(f"--merge {src}: made with a different config or data than {dest}")
         if not mine:
-            write_json_atomic(dest / "run.json", info)
+            atomic_write_json(dest / "run.json", info)
         for f in sorted((src / "directions").glob("*")) if (src / "directions").is_dir() else []:
             target = dest / "directions" / f.name
             if target.exists():
@@ -51,12 +52,6 @@ def merge_runs(sources: list[str | os.PathLike], dest: str | os.PathLike) -> int
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    from evals.runs import write_text_atomic
+    from evals.io import atomic_write_bytes
 
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if src.suffix in (".json", ".jsonl"):
-        write_text_atomic(dst, src.read_text(encoding="utf-8"))
-        return
-    tmp = dst.with_name(f".{dst.name}.copy")
-    tmp.write_bytes(src.read_bytes())
-    os.replace(tmp, dst)
+    atomic_write_bytes(dst, src.read_bytes())

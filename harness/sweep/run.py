@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from evals.io import atomic_write_json
+from evals.io import progress as progress_bar
 from evals.metrics import mean_ci, rate_ci
-from evals.runs import finished_cells, load_run_info, write_cell, write_json_atomic
+from evals.runs import finished_cells, load_run_info, write_cell
 from evals.truthfulqa import load_truthfulqa
 from harness.config import ConfigError
 from harness.directions import Direction, to_interventions
@@ -171,8 +173,6 @@ class SweepContext:
 def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,
               shard: tuple[int, int] | None = None, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the cells of ``cfg`` belonging to ``shard``; returns a small summary."""
-    from tqdm.auto import tqdm
-
     out = Path(out)
     tqa = load_truthfulqa(truthfulqa or cfg.data.truthfulqa or None)
     plan = plan_questions(cfg, len(tqa))
@@ -208,7 +208,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,
     code = code_version()
     info = load_run_info(out)
     if not info:
-        write_json_atomic(out / "run.json", {
+        atomic_write_json(out / "run.json", {
             "identity": identity, "config": config_to_dict(cfg), "model": model.fingerprint(),
             "data": {"origin": tqa.origin, "sha256": tqa.sha256, "n_questions": len(tqa)},
             "code": code, "prompt_style": style, "cells": [c.cell_id for c in cells],
@@ -220,7 +220,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,
     ctx = SweepContext(cfg, plan, tqa, model, resolver,
                        mc_items(tqa.by_id(list(plan.pool)), model.tokenizer) if cfg.metrics.mc
                        else [], reference_set(model, ref_texts) if ref_texts else None, code)
-    bar = tqdm(todo, desc="sweep cells", unit="cell", disable=not progress)
+    bar = progress_bar(todo, desc="sweep cells", unit="cell", disable=not progress)
     for cell in bar:
         bar.set_postfix_str(cell.cell_id[-40:])
         if cell.cell_id in finished_cells(out):  # another shard/process finished it meanwhile
