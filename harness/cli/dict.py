@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import math
 from pathlib import Path
 
 from dictionaries.config import ARCHITECTURES, DictionaryConfigError
@@ -55,7 +53,8 @@ def register(subparsers) -> None:
     tr.add_argument("--lr", type=float, help="Adam learning rate (default 0.05 / sqrt(d_in))")
     tr.add_argument("--eval-tokens", type=int, help="held-out tokens for metrics (default 65536)")
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--out", required=True, help="output folder (one subfolder per dictionary)")
+    tr.add_argument("--out", required=True, help="output folder: the dictionary itself (one "
+                    "dictionary), or one subfolder per dictionary (several --expansion values)")
     tr.add_argument("--no-progress", action="store_true")
     tr.set_defaults(func=run_train)
 
@@ -123,11 +122,8 @@ def run_train(args) -> int:
     _apply_threads(args)
     from dataclasses import replace
 
-    import torch
-
-    from dictionaries import activations as A
-    from dictionaries.config import DictionaryConfig, TrainConfig
-    from dictionaries.pipeline import train_and_save
+    from dictionaries.config import TrainConfig
+    from dictionaries.pipeline import train_from_activations, train_from_corpus
     from harness.config import resolve_device
 
     overrides = {k: v for k, v in {"n_tokens": args.tokens, "batch_size": args.batch_size,
@@ -135,89 +131,42 @@ def run_train(args) -> int:
                  if v is not None}
     train_cfg = replace(TrainConfig(seed=args.seed), **overrides,
                         device=str(resolve_device(args.device)))
-    dict_kw = {"architecture": args.architecture, "seed": args.seed}
+    options = {"architecture": args.architecture, "seed": args.seed}
     if args.l1 is not None:
-        dict_kw["l1_coefficient"] = args.l1
+        options["l1_coefficient"] = args.l1
     if args.k is not None:
-        dict_kw["k"] = args.k
-    model = contexts_eval = None
+        options["k"] = args.k
+    common = {"expansions": _expansions(args.expansion), "options": options, "seed": args.seed,
+              "progress": not args.no_progress}
     if args.activations:
         if args.corpus:
             raise DictionaryConfigError("give either --activations or --corpus, not both")
-        acts = A.load_activations(args.activations)
-        n_eval = min(train_cfg.eval_tokens, len(acts) // 10)
-        eval_acts, train_acts = acts[len(acts) - n_eval:], acts[: len(acts) - n_eval]
-        batches = A.tensor_batches(train_acts, train_cfg.batch_size, seed=args.seed)
-        cached = A.cache_info(args.activations)  # what `dict activations` recorded, if anything
-        d_in = acts.shape[1]
-        model_name = args.model or cached.get("model_name", "")
-        hook = args.hook or cached.get("hook_name", "")
-        meta = {"dataset_path": str(args.activations),
-                **({"context_size": cached["context_size"]} if "context_size" in cached else {})}
+        results = train_from_activations(args.activations, args.out, train_cfg, hook=args.hook,
+                                         model_name=args.model, **common)
     else:
         if not (args.model and args.corpus and args.hook):
             raise DictionaryConfigError("dict train needs --activations FILE, or --model, "
                                         "--hook and --corpus")
-        cfg = _activation_cfg(args, args.hook)
-        model = _load_bridge(args)
-        n_eval_ctx = math.ceil(train_cfg.eval_tokens / (cfg.context_size - 1))
-        contexts_eval = list(itertools.islice(_corpus_passes(args, cfg, model, 0), n_eval_ctx))
-        eval_acts = (torch.cat(list(A.stream_activations(model, contexts_eval, cfg)))
-                     if contexts_eval else None)
-        chunks = A.stream_activations(model, _corpus_passes(args, cfg, model, n_eval_ctx), cfg)
-        batches = A.shuffle_batches(chunks, train_cfg.batch_size, cfg.buffer_tokens, args.seed)
-        d_in = int(eval_acts.shape[1]) if eval_acts is not None else int(model.cfg.d_model)
-        model_name, hook = args.model, args.hook
-        meta = {"dataset_path": str(args.corpus), "context_size": cfg.context_size}
-    cfgs = [DictionaryConfig.from_expansion(d_in, e, model_name=model_name, hook_name=hook,
-                                            **dict_kw) for e in _expansions(args.expansion)]
-    results = train_and_save(cfgs, batches, train_cfg, Path(args.out), eval_acts=eval_acts,
-                             metadata=meta, model=model, eval_contexts=contexts_eval,
-                             progress=not args.no_progress)
-    for name, summary in results.items():
+        results = train_from_corpus(_load_bridge(args), args.corpus, args.out,
+                                    _activation_cfg(args, args.hook), train_cfg,
+                                    model_name=args.model, **common)
+    for path, summary in results.items():
         ev = summary.get("eval", {})
         parts = [f"{k}={ev[k]:.4g}" for k in ("fvu", "mse", "l0", "dead_fraction",
                                                "loss_recovered") if k in ev]
-        print(f"{Path(args.out) / name}: {' '.join(parts)}")
+        print(f"{path}: {' '.join(parts)}")
     return 0
-
-
-def _corpus_passes(args, cfg, model, skip: int):
-    """Token contexts of the corpus after the first ``skip`` (held out), repeated while the
-    training budget lasts (a corpus shorter than the budget is read again)."""
-    from dictionaries import activations as A
-
-    while True:
-        contexts = A.iter_contexts(A.read_texts(args.corpus, cfg.text_column), model.tokenizer,
-                                   cfg.context_size)
-        n = 0
-        for ctx in itertools.islice(contexts, skip, None):
-            n += 1
-            yield ctx
-        if n == 0:
-            if skip == 0:
-                raise DictionaryConfigError(f"--corpus {args.corpus}: no text long enough for "
-                                            f"one context of {cfg.context_size} tokens")
-            raise DictionaryConfigError(f"--corpus {args.corpus}: every context is held out "
-                                        "for evaluation (use fewer --eval-tokens)")
 
 
 def run_activations(args) -> int:
     _apply_threads(args)
-    from dictionaries import activations as A
+    from dictionaries.pipeline import cache_corpus_activations
 
     if not args.corpus:
         raise DictionaryConfigError("dict activations needs --corpus")
-    cfg = _activation_cfg(args, args.hook)
-    model = _load_bridge(args)
-    contexts = A.iter_contexts(A.read_texts(args.corpus, cfg.text_column), model.tokenizer,
-                               cfg.context_size)
-    shards = A.cache_activations(A.stream_activations(model, contexts, cfg), args.out,
-                                 args.tokens, metadata={"model_name": args.model,
-                                                        "hook_name": args.hook,
-                                                        "corpus": args.corpus,
-                                                        "context_size": cfg.context_size,
-                                                        "bos_excluded": True})
+    shards = cache_corpus_activations(_load_bridge(args), args.corpus,
+                                      _activation_cfg(args, args.hook), args.out, args.tokens,
+                                      model_name=args.model)
     print(f"{args.out}: {len(shards)} shard(s)")
     return 0
 
@@ -253,11 +202,8 @@ def run_inspect(args) -> int:
 
 def run_evaluate(args) -> int:
     _apply_threads(args)
-    import torch
-
-    from dictionaries import activations as A
-    from dictionaries.evaluate import reconstruction_report, spliced_losses_many
     from dictionaries.io import load_dictionary
+    from dictionaries.pipeline import evaluate_dictionaries
 
     if not args.corpus:
         raise DictionaryConfigError("dict evaluate needs --corpus")
@@ -265,21 +211,10 @@ def run_evaluate(args) -> int:
     hooks = {s.cfg.hook_name for s in saes}
     if len(hooks) != 1 or not next(iter(hooks)):
         raise DictionaryConfigError(f"dictionaries must share one recorded hook (got {hooks})")
-    cfg = _activation_cfg(args, hooks.pop())
-    model = _load_bridge(args)
-    contexts = list(itertools.islice(A.iter_contexts(
-        A.read_texts(args.corpus, cfg.text_column), model.tokenizer, cfg.context_size),
-        args.skip_contexts, args.skip_contexts + args.contexts))
-    if not contexts:
-        raise DictionaryConfigError(f"--corpus {args.corpus}: no contexts left after skipping "
-                                    f"{args.skip_contexts}")
-    acts = torch.cat(list(A.stream_activations(model, contexts, cfg)))
-    downstream = spliced_losses_many(model, saes, contexts, cfg.hook_name)
-    for folder, sae, losses in zip(args.dictionaries, saes, downstream):
-        report = {**reconstruction_report(sae, acts), **losses,
-                  "n_contexts": len(contexts), "skip_contexts": args.skip_contexts,
-                  "corpus": str(args.corpus)}
-        (Path(folder) / "eval.json").write_text(json.dumps(report, indent=2))
+    reports = evaluate_dictionaries(_load_bridge(args), saes, args.dictionaries, args.corpus,
+                                    _activation_cfg(args, hooks.pop()), args.contexts,
+                                    args.skip_contexts)
+    for folder, report in zip(args.dictionaries, reports):
         print(f"{folder}: " + " ".join(
             f"{k}={report[k]:.4g}" for k in ("fvu", "l0", "dead_fraction", "ce_clean",
                                              "ce_spliced", "ce_zero", "loss_recovered")))

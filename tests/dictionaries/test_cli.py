@@ -66,6 +66,32 @@ def test_cli_dict__train_from_model_then_inspect_and_compare(tiny_folder, tmp_pa
     assert printed.count("1.0000") == 2
 
 
+def test_cli_dict__one_dictionary_is_written_at_out_and_works_as_a_feature_spec(tmp_path,
+                                                                                capsys):
+    """--out DIR with one dictionary: DIR is the dictionary (feature:DIR:ID names it); a second
+    run into the same DIR is refused."""
+    from harness.directions import resolve_direction
+
+    gen = torch.Generator().manual_seed(0)
+    acts = tmp_path / "acts.safetensors"
+    save_activations(acts, torch.randn(3000, 64, generator=gen))
+    out = tmp_path / "mine"
+    argv = ["dict", "train", "--activations", str(acts), "--hook", "blocks.1.hook_resid_post",
+            "--expansion", "1", "--tokens", "2048",
+            "--batch-size", "256", "--eval-tokens", "256", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith(f"{out}: fvu=")
+    assert {"cfg.json", "metrics.json", "log.jsonl"} <= {p.name for p in out.iterdir()}
+    assert not (out / "summary.json").exists() and not (out / "relu-1x").exists()
+    cfg = json.loads((out / "cfg.json").read_text())
+    assert cfg["metadata"]["hook_name"] == "blocks.1.hook_resid_post"
+    (d,) = resolve_direction(f"feature:{out}:3", tiny_llama(), "blocks.1.hook_resid_post")
+    assert d.vector.numel() == 64 and abs(float(d.vector.norm()) - 1) < 1e-5
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{out} already holds a dictionary" in err
+
+
 def test_cli_dict__bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     acts = tmp_path / "a.safetensors"
     save_activations(acts, torch.randn(300, 8))
