@@ -7,7 +7,7 @@ flushed as results arrive, so an interrupted run keeps everything finished. A ro
     cell_id, question_id, judge_id, prompt_version, answer_sha256,
     truthful:    {verdict, p_yes, prompt, raw_reply, error}
     informative: {verdict, p_yes, prompt, raw_reply, error}
-    usage, judged_at
+    usage, judged_at, and (learned judges) nonanswer: {flagged, score, reasons}
 
 Reading keeps the latest row per key (a rerun's rows win), ignores rows of other prompt versions
 when asked, and skips a torn last line left by a crash (that item is then judged again). Beside
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.errors import InputError
-from evals.judges.base import JudgeResult, Verdict
+from evals.judges.base import JudgeResult, NonAnswer, Verdict
 from evals.rundir import RunDir, judge_slug
 
 Key = tuple[str, int]
@@ -91,13 +91,15 @@ def score_row(answer_row: Mapping[str, Any], result: JudgeResult) -> dict[str, A
             "truthful": verdict_record(result.truthful),
             "informative": verdict_record(result.informative),
             "usage": dict(result.usage),
+            **({"nonanswer": result.nonanswer.to_dict()} if result.nonanswer else {}),
             "judged_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
 
 def result_from_row(row: Mapping[str, Any]) -> JudgeResult:
     return JudgeResult(verdict_from_record(row["truthful"]),
                        verdict_from_record(row["informative"]), row["judge_id"],
-                       row["prompt_version"], dict(row.get("usage") or {}))
+                       row["prompt_version"], dict(row.get("usage") or {}),
+                       NonAnswer.from_dict(row["nonanswer"]) if row.get("nonanswer") else None)
 
 
 def needs_judging(answer_row: Mapping[str, Any], score: Mapping[str, Any] | None) -> bool:

@@ -57,14 +57,35 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class NonAnswer:
+    """The non-answer detector's verdict on an answer (:mod:`evals.judges.nonanswer`):
+    ``score`` is its P(non-answer), ``flagged`` whether it calls the answer a non-answer
+    (refusal, evasion, self-talk, echo, off-topic, gibberish, repetition, empty), ``reasons``
+    the features that pushed it there most."""
+
+    flagged: bool
+    score: float
+    reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"flagged": self.flagged, "score": self.score, "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NonAnswer:
+        return cls(bool(d["flagged"]), float(d["score"]), tuple(d.get("reasons") or ()))
+
+
+@dataclass(frozen=True)
 class JudgeResult:
-    """Both judgements of one item, with the judge's identity and prompt version."""
+    """Both judgements of one item, with the judge's identity and prompt version; judges that
+    run the non-answer detector (the learned ones) add its verdict in ``nonanswer``."""
 
     truthful: Verdict
     informative: Verdict
     judge_id: str
     prompt_version: str
     usage: dict[str, int] = field(default_factory=dict)
+    nonanswer: NonAnswer | None = None
 
 
 ResultCallback = Callable[[int, JudgeResult], None]
