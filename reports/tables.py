@@ -11,64 +11,35 @@ run's imported spot-check labels.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from evals.agreement import Agreement, CorrectedRate, agreement, corrected_rate
-from evals.metrics import paired_difference_ci, wilson_interval
-from evals.scores import answer_changed, verdict_label
+from evals.scores import verdict_label
+from reports.rates import (
+    BOTH,
+    KINDS,
+    Rate,
+    Verdicts,
+    both_of,
+    layer_of,
+    nonanswer_of,
+    p_yes_of,
+    paired_delta,
+    rate_of,
+    verdicts_of,
+)
+from reports.selection import (
+    MOSTLY_NONANSWERS,
+    NONANSWER_FLAG,
+    CrossFit,
+    cross_fit,
+    verdict_vs_baseline,
+)
 
-KINDS = ("truthful", "informative")
-BOTH = "both"  # truthful and informative
 BASELINE = "baseline"
 BEST = "★ best overall"
-Verdicts = tuple[bool | None, bool | None]
-
-
-@dataclass(frozen=True)
-class Rate:
-    """k of n with a 95% Wilson interval (NaN when n = 0)."""
-
-    k: int
-    n: int
-
-    @property
-    def rate(self) -> float:
-        return self.k / self.n if self.n else math.nan
-
-    @property
-    def ci(self) -> tuple[float, float]:
-        return wilson_interval(self.k, self.n) if self.n else (math.nan, math.nan)
-
-
-def rate_of(values: Sequence[bool | None]) -> Rate:
-    """The rate of True among the non-None values."""
-    scored = [v for v in values if v is not None]
-    return Rate(sum(1 for v in scored if v), len(scored))
-
-
-def verdicts_of(answer: Mapping[str, Any], score: Mapping[str, Any] | None) -> Verdicts:
-    """(truthful, informative) of an answer row: None when unscored, missing or stale."""
-    if score is None or answer_changed(score, answer):
-        return None, None
-    return verdict_label(score.get("truthful")), verdict_label(score.get("informative"))
-
-
-def p_yes_of(score: Mapping[str, Any] | None, kind: str) -> float | None:
-    rec = (score or {}).get(kind)
-    p = rec.get("p_yes") if isinstance(rec, Mapping) else None
-    return float(p) if isinstance(p, (int, float)) else None
-
-
-def both_of(t: bool | None, i: bool | None) -> bool | None:
-    return None if t is None or i is None else (t and i)
-
-
-def layer_of(hook: str) -> int | None:
-    m = re.match(r"blocks\.(\d+)\.", hook or "")
-    return int(m.group(1)) if m else None
 
 
 @dataclass
@@ -88,6 +59,12 @@ class HeadlineRow:
     n_labels: int = 0
     delta_both: tuple[float, float, float] | None = None  # paired vs baseline (mean, lo, hi)
     marks: list[str] = field(default_factory=list)
+    nonanswers: Rate = Rate(0, 0)  # answers the detector called non-answers, of those it saw
+
+    @property
+    def mostly_nonanswers(self) -> bool:
+        """More than MOSTLY_NONANSWERS of the answers the detector saw are non-answers."""
+        return self.nonanswers.n > 0 and self.nonanswers.rate > MOSTLY_NONANSWERS
 
     @property
     def is_baseline(self) -> bool:
@@ -131,6 +108,12 @@ def label_text(value: Any) -> str:
     return f"{raw!r} (not yes/no)" if raw else "–"
 
 
+def cell_nonanswers(run) -> dict[str, Rate]:
+    """{cell_id: non-answers among the answers the detector judged} (Rate(0, 0): not run)."""
+    return {cid: rate_of([nonanswer_of(r, run.scores.get((cid, int(r["question_id"]))))
+                          for r in rows]) for cid, rows in run.answers.items()}
+
+
 def cell_verdicts(run) -> dict[str, dict[int, Verdicts]]:
     """{cell_id: {question_id: (truthful, informative)}} for every answer of the run."""
     return {cid: {int(r["question_id"]): verdicts_of(r, run.scores.get((cid, int(r["question_id"]))))
@@ -167,10 +150,21 @@ def _metric_key(desc: Mapping[str, Any]) -> tuple:
             str(desc.get("hook")), m)
 
 
-def headline_rows(run) -> list[HeadlineRow]:
+@dataclass(frozen=True)
+class Headline:
+    """A run's headline rows and the cross-fitted choice of its best configuration."""
+
+    rows: list[HeadlineRow]
+    selection: CrossFit
+
+
+def headline(run) -> Headline:
     """One row per cell: baseline (magnitude 0) first, then by direction, layer, magnitude; the
-    best true×informative configuration is marked, with its paired difference to the baseline."""
+    best configuration is chosen by cross-fitting (reports.selection) and marked, each steered
+    row has its paired difference to the baseline, and configurations that are mostly
+    non-answers are flagged (and never marked best)."""
     verdicts = cell_verdicts(run)
+    nonanswers = cell_nonanswers(run)
     labels = labels_by_key(run.labels)
     rows = []
     for desc in sorted(run.cells, key=_metric_key):
@@ -188,65 +182,61 @@ def headline_rows(run) -> list[HeadlineRow]:
             rates={"truthful": rate_of(ts), "informative": rate_of(infos), BOTH: rate_of(boths)},
             unscored={"truthful": sum(t is None for t in ts),
                       "informative": sum(i is None for i in infos)},
-            metrics=dict(desc.get("metrics") or {}), corrected=corrected, n_labels=n_labels))
-    mark_best(rows, verdicts)
-    return rows
+            metrics=dict(desc.get("metrics") or {}), corrected=corrected, n_labels=n_labels,
+            nonanswers=nonanswers.get(cid, Rate(0, 0))))
+    return Headline(rows, mark_best(rows, verdicts))
 
 
-def paired_delta(a: dict[int, Verdicts], b: dict[int, Verdicts]
-                 ) -> tuple[float, float, float] | None:
-    """Mean paired difference of true×informative (a - b) over questions scored in both, with
-    a 95% t-interval; None when fewer than two questions pair up."""
-    qs = sorted(q for q in set(a) & set(b)
-                if both_of(*a[q]) is not None and both_of(*b[q]) is not None)
-    if len(qs) < 2:
-        return None
-    return paired_difference_ci([float(both_of(*a[q])) for q in qs],
-                                [float(both_of(*b[q])) for q in qs])
+def headline_rows(run) -> list[HeadlineRow]:
+    """The rows of :func:`headline`."""
+    return headline(run).rows
 
 
 def best_row(rows: Sequence[HeadlineRow]) -> HeadlineRow | None:
-    """The steered row with the highest true×informative rate (ties: smaller |magnitude|,
-    then cell id); None when nothing steered was scored."""
-    scored = [r for r in rows if not r.is_baseline and r.rates[BOTH].n > 0]
+    """In-sample: the steered row, not mostly non-answers, with the highest true×informative
+    rate (ties: smaller |magnitude|, then cell id); None when nothing eligible was scored.
+    Not a "best" mark (those are cross-fitted, :func:`mark_best`)."""
+    scored = [r for r in rows if not r.is_baseline and not r.mostly_nonanswers
+              and r.rates[BOTH].n > 0]
     if not scored:
         return None
     return min(scored, key=lambda r: (-r.rates[BOTH].rate, abs(r.magnitude), r.cell_id))
 
 
-def mark_best(rows: list[HeadlineRow], verdicts: dict[str, dict[int, Verdicts]]) -> None:
-    """Mark the overall and per-direction best rows; give each steered row its paired
-    difference to the baseline and mark whether the best one's 95% interval excludes 0."""
+def mark_best(rows: list[HeadlineRow], verdicts: dict[str, dict[int, Verdicts]]) -> CrossFit:
+    """Flag rows that are mostly non-answers; give each steered row its paired difference to
+    the baseline; mark the configuration cross-fitting crowns overall (:data:`BEST`, with
+    whether its out-of-fold paired interval vs the baseline lies above 0) and within each
+    direction ("best of D"). Returns the overall :class:`~reports.selection.CrossFit`."""
     base = next((r for r in rows if r.is_baseline), None)
     for r in rows:
+        if r.mostly_nonanswers:
+            r.marks.append(NONANSWER_FLAG)
         if base is not None and not r.is_baseline:
             r.delta_both = paired_delta(verdicts.get(r.cell_id, {}),
                                         verdicts.get(base.cell_id, {}))
+    by_id = {r.cell_id: r for r in rows}
     for direction in sorted({r.direction for r in rows if not r.is_baseline}):
-        best = best_row([r for r in rows if r.direction == direction])
-        if best is not None:
-            best.marks.append(f"best of {direction}")
-    best = best_row(rows)
-    if best is None:
-        return
-    best.marks.insert(0, BEST)
-    d = best.delta_both
-    if d is None or not math.isfinite(d[1]):
-        best.marks.append("no paired baseline")
-    elif d[1] > 0:
-        best.marks.append("clears baseline")
-    elif d[2] < 0:
-        best.marks.append("below baseline")
-    else:
-        best.marks.append("within baseline's noise")
+        group = [r for r in rows if r.direction == direction or r is base]
+        crowned = cross_fit(group, verdicts).crowned
+        if crowned is not None:
+            by_id[crowned].marks.insert(0, f"best of {direction}")
+    selection = cross_fit(rows, verdicts)
+    if selection.crowned is not None:
+        best = by_id[selection.crowned]
+        best.marks.insert(0, BEST)
+        best.marks.append(verdict_vs_baseline(selection.delta))
+    return selection
 
 
 def featured_rows(rows: Sequence[HeadlineRow]) -> list[HeadlineRow]:
-    """The baseline and the best row of each direction (by true×informative, else MC2)."""
+    """The baseline and one row of each direction: the one marked its best, else its in-sample
+    best (not mostly non-answers) by true×informative, else by MC2."""
     out = [r for r in rows if r.is_baseline][:1]
     for direction in sorted({r.direction for r in rows if not r.is_baseline}):
         group = [r for r in rows if r.direction == direction and not r.is_baseline]
-        best = best_row(group) or max(group, key=lambda r: (
+        marked = next((r for r in group if f"best of {direction}" in r.marks), None)
+        best = marked or best_row(group) or max(group, key=lambda r: (
             _finite(r.metrics.get("mc2")), -abs(r.magnitude)))
         out.append(best)
     return out

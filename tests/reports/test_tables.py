@@ -83,10 +83,16 @@ def test_mark_best__highest_true_informative_and_whether_it_clears_the_baseline(
 
 
 def test_mark_best__a_win_inside_the_noise_is_not_called_a_win(tmp_path):
-    rows = {r.cell_id: r for r in headline_rows(load_run(_build(tmp_path, range(4))))}
-    best = rows[f"d__{HOOK1}__m4"]  # one more truthful answer than the baseline (q3)
+    # two more truthful answers than the baseline (q3 in cross-fitting fold A, q5 in fold B):
+    # chosen on both folds, so crowned, but the paired interval spans 0
+    rows = {r.cell_id: r for r in headline_rows(load_run(_build(tmp_path, (0, 1, 2, 3, 5))))}
+    best = rows[f"d__{HOOK1}__m4"]
     assert best.marks[0] == BEST
     assert "within baseline's noise" in best.marks
+    # one more (q3, fold A only): the copy of the baseline at HOOK2 (q6 unscored) wins fold B,
+    # so the folds disagree and nothing is crowned, let alone called a win
+    rows = headline_rows(load_run(_build(tmp_path / "one", range(4))))
+    assert not any(BEST in r.marks or "clears baseline" in r.marks for r in rows)
 
 
 def test_corrected_rates__prediction_powered_from_weighted_labels(tmp_path):
