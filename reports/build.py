@@ -17,30 +17,44 @@ from reports import plots
 from reports.fingerprint import fingerprint
 from reports.load import RunData, load_runs
 from reports.render import Document, Figure, Heading, Para, Table, to_html, to_markdown
+from reports.fingerprint import MEASURE_STEERED, steered_agreement
+from reports.selection import MOSTLY_NONANSWERS, NONANSWER_FLAG, CrossFit
 from reports.tables import (
     BEST,
     BOTH,
     KINDS,
     HeadlineRow,
+    Rate,
     choose_examples,
     featured_rows,
+    headline,
     headline_rows,
     human_agreement,
 )
 
 DEFAULT_EXAMPLES = 5
-CI_NOTE = ("Rates are over the answers the judge scored for that verdict, with 95% Wilson score "
-           "intervals in brackets. true×informative (TruthfulQA's headline) counts answers judged "
-           "both truthful and informative. Δ is the paired difference in true×informative from "
-           "the unsteered baseline on the same questions, with a 95% t-interval; '★ best overall' "
-           "marks the steered configuration with the highest true×informative and says whether "
-           "that paired interval lies above 0 ('clears baseline'), below it, or spans it "
-           "('within baseline's noise'). Unscored "
-           "verdicts (no score, a score of an older answer text, or a judge failure) are counted "
-           "in the 'unscored' column, never treated as 'no'. MC1/MC2 are TruthfulQA's "
-           "multiple-choice scores (MC1 with a Wilson, MC2 with a t-interval); CE is the steered "
-           "model's cross-entropy on reference text and KL its divergence from the unsteered "
-           "model there (nats/token): the fluency cost.")
+CI_NOTE = ("Rates are the judge's verdicts, over the answers it scored for that verdict, with "
+           "95% Wilson score intervals in brackets; they are only as good as the judge's measured "
+           "agreement with people (in each run's fingerprint, on TruthfulQA's labels and on "
+           "steered answers) or the human-corrected columns where spot-check labels exist. "
+           "true×informative (TruthfulQA's headline) counts answers judged both truthful and "
+           "informative. Δ is the paired difference in true×informative from the unsteered "
+           "baseline on the same questions, with a 95% t-interval. '★ best overall' is chosen by "
+           "cross-fitting: the questions are split into two folds, the best steered "
+           "configuration is chosen on each fold and rated on the other, and a configuration is "
+           "marked only when both folds choose it (its rates are then out-of-fold rates, so "
+           "their intervals are honest); the mark says whether its paired interval vs the "
+           "baseline lies above 0 ('clears baseline'), below it, or spans it ('within "
+           "baseline's noise'). 'best of D' is the same choice within direction D. 'non-answers' "
+           "is the share of answers the judge's non-answer detector called refusals, evasions, "
+           "self-talk or degenerate text (– where the judge does not run it); a configuration "
+           f"with more than {MOSTLY_NONANSWERS:.0%} non-answers is flagged '{NONANSWER_FLAG}' and "
+           "never marked best. Unscored verdicts (no score, a score of an older answer text, or "
+           "a judge failure) are counted in the 'unscored' column, never treated as 'no'. "
+           "MC1/MC2 are TruthfulQA's multiple-choice scores (MC1 with a Wilson, MC2 with a "
+           "t-interval); CE is the steered model's cross-entropy on reference text and KL its "
+           "divergence from the unsteered model there (nats/token): the fluency cost, – where "
+           "not measured.")
 
 
 def _pct(x: float) -> str:
@@ -87,6 +101,11 @@ def _corrected(row: HeadlineRow, kind: str) -> str | list:
     return [f"{_pct(clip(c.corrected))}%", ("small", f"\n{ci}n={c.n_labelled}")]
 
 
+def _share(r: Rate) -> str | list:
+    """A share with its k/n (– when not measured)."""
+    return "–" if r.n == 0 else [f"{_pct(r.rate)}%", ("small", f"\n{r.k}/{r.n}")]
+
+
 def _marks(r: HeadlineRow) -> str | list:
     return [("mark", "\n".join(r.marks))] if r.marks else ""
 
@@ -98,15 +117,16 @@ def _config_cells(r: HeadlineRow) -> list[str]:
 
 
 def headline_table(rows: list[HeadlineRow], with_human: bool) -> Table:
-    header = ["direction", "hook", "magnitude", "marks", "answers", "% true", "% informative",
-              "% true×informative", "Δ true×info vs baseline", "unscored (t/i)"]
+    header = ["direction", "hook", "magnitude", "marks", "answers", "non-answers", "% true",
+              "% informative", "% true×informative", "Δ true×info vs baseline", "unscored (t/i)"]
     if with_human:
         header += ["human-corrected % true", "human-corrected % informative",
                    "human-corrected % true×informative"]
     header += ["MC1", "MC2", "CE", "KL"]
     body, css = [], []
     for r in rows:
-        cells = [*_config_cells(r), _marks(r), str(r.n_answers), _rate(r.rates["truthful"]),
+        cells = [*_config_cells(r), _marks(r), str(r.n_answers), _share(r.nonanswers),
+                 _rate(r.rates["truthful"]),
                  _rate(r.rates["informative"]), _rate(r.rates[BOTH]), _delta(r),
                  f"{r.unscored['truthful']}/{r.unscored['informative']}"]
         if with_human:
@@ -125,20 +145,33 @@ def _verdict(v: bool | None, p: float | None = None) -> str:
 
 
 def run_section(doc: Document, run: RunData, index: int, n_examples: int) -> None:
-    rows = headline_rows(run)
+    head = headline(run)
+    rows = head.rows
     has_labels = any(r.n_labels for r in rows)
     doc.add(Heading(2, f"Run {index}: {run.name}", anchor=f"run-{index}"))
     if run.judge_id is None:
         doc.add(Para(("No judge has scored this run yet, so only MC1/MC2 and CE/KL are shown. "
                       "Score it with ", ("code", f"truthsteer judge {run.path}"),
                       " and rerun the report."), css="warn"))
+    elif steered_agreement(run.judge_info) is None:
+        doc.add(Para((f"The judge ({run.judge_id}) has not been measured on steered text, so "
+                      "its verdicts on steered answers are unchecked: steering at large "
+                      "magnitudes produces evasions, self-talk and repetition that a judge "
+                      "validated on TruthfulQA's labels alone can call truthful and "
+                      "informative. Measure it on the project's steered development set with ",
+                      ("code", MEASURE_STEERED), " (JUDGE: ", run.judge_id,
+                      "), or spot-check this run's answers."), css="warn"))
     n_steered = sum(not r.is_baseline for r in rows)
+    has_detector = any(r.nonanswers.n for r in rows)
+    detector = ("" if has_detector or run.judge_id is None else
+                " This judge does not run the non-answer detector, so no configuration can be "
+                "flagged as mostly non-answers; a learned judge (the offline default) does.")
     doc.add(Heading(3, "Headline table"),
             Para((f"Judge: {run.judge_id or 'none'}. {n_steered} steered configuration(s). "
-                  "The best overall mark picks the highest true×informative among them; its "
-                  "interval is not adjusted for that selection, so treat a narrow win as a "
-                  "hypothesis to re-test on other questions.",)),
+                  "The best overall mark is chosen on one fold of questions and rated on the "
+                  "other (see 'Choosing the best configuration' below).", detector)),
             headline_table(rows, has_labels))
+    selection_block(doc, rows, head.selection)
     for direction in sorted({r.direction for r in rows if not r.is_baseline}):
         png = plots.heatmap(rows, direction)
         if png:
@@ -156,6 +189,73 @@ def run_section(doc: Document, run: RunData, index: int, n_examples: int) -> Non
     examples_block(doc, run, rows, n_examples)
 
 
+def _fold_line(c, label_of) -> list:
+    if c.cell_id is None:
+        return [f"Fold {c.fold}: no steered configuration that is not mostly non-answers was "
+                "scored on it."]
+    lo, hi = c.out_of_fold.ci
+    oof = ("not rated (no scored answers on the other fold)" if c.out_of_fold.n == 0 else
+           f"{_pct(c.out_of_fold.rate)}% [{_pct(lo)}–{_pct(hi)}] on the other fold's "
+           f"{c.out_of_fold.n} answers")
+    return [f"Fold {c.fold} chose ", ("b", label_of(c.cell_id)),
+            f" ({_pct(c.in_fold.rate)}% true×informative in-sample on fold {c.fold}); "
+            f"out-of-fold: {oof}. "]
+
+
+def selection_block(doc: Document, rows: list[HeadlineRow], sel: CrossFit) -> None:
+    """How the best configuration was chosen, with out-of-fold rates, the human-corrected
+    true×informative of the rows the report features and the flagged configurations."""
+    by_id = {r.cell_id: r for r in rows}
+    label = lambda cid: by_id[cid].label
+    doc.add(Heading(3, "Choosing the best configuration"))
+    sizes = f"{len(sel.folds[0])} and {len(sel.folds[1])} questions"
+    words: list = [f"The questions were split into two folds ({sizes}, by a hash of the "
+                   f"question id, seed {sel.seed}). Each fold chose the steered configuration "
+                   "with the highest judged true×informative on its own questions (in-sample) "
+                   "and was rated on the other fold's questions (out-of-fold). "]
+    for c in sel.choices:
+        words += _fold_line(c, label)
+    if sel.crowned is not None:
+        r = by_id[sel.crowned]
+        lo, hi = r.rates[BOTH].ci
+        words += ["Both folds chose it, so it is marked '", BEST, "': its true×informative "
+                  f"over both folds, {_pct(r.rates[BOTH].rate)}% [{_pct(lo)}–{_pct(hi)}], is "
+                  "made of out-of-fold rates only, and its interval is honest for the choice."]
+    elif all(c.cell_id for c in sel.choices):
+        lo, hi = sel.estimate.ci
+        words += ["The folds disagree, so no configuration is marked best: the winner depends "
+                  "on which questions are asked. The chosen configurations' pooled out-of-fold "
+                  f"true×informative is {_pct(sel.estimate.rate)}% [{_pct(lo)}–{_pct(hi)}]."]
+    else:
+        words += ["So no configuration is marked best."]
+    if sel.delta is not None and sel.crowned is None and all(c.cell_id for c in sel.choices):
+        d = sel.delta
+        words += [f" Paired with the baseline on the same questions: {100 * d[0]:+.0f} pts"
+                  + (f" [{100 * d[1]:+.0f}, {100 * d[2]:+.0f}]." if all(
+                      math.isfinite(x) for x in d[1:]) else ".")]
+    doc.add(Para(tuple(words)))
+    if sel.excluded:
+        doc.add(Para((f"Not eligible ({NONANSWER_FLAG}: more than {MOSTLY_NONANSWERS:.0%} of "
+                      "their answers are non-answers by the detector): "
+                      + "; ".join(label(c) for c in sel.excluded) + ". A high % true there "
+                      "means the model stopped answering, not that it became truthful.",),
+                     css="warn"))
+    featured = [r for r in rows if r.is_baseline][:1] + [
+        by_id[c] for c in dict.fromkeys(c.cell_id for c in sel.choices if c.cell_id)]
+    if not any(r.n_labels for r in featured):
+        return
+    body = []
+    for r in featured:
+        role = "baseline" if r.is_baseline else ", ".join(
+            f"chosen on fold {c.fold}" for c in sel.choices if c.cell_id == r.cell_id)
+        body.append((r.label, role, _rate(r.rates[BOTH]), _corrected(r, BOTH)))
+    doc.add(Para(("Human-corrected (prediction-powered, from this run's spot-check labels) "
+                  "true×informative of the baseline and the chosen configuration(s); '–' where "
+                  "none of its answers were labelled.",)),
+            Table(("configuration", "role", "judge: % true×informative",
+                   "human-corrected % true×informative"), tuple(body), num_cols=(2, 3)))
+
+
 def agreement_block(doc: Document, run: RunData, index: int) -> None:
     doc.add(Heading(3, "Judge vs people"))
     stats = human_agreement(run)
@@ -165,8 +265,8 @@ def agreement_block(doc: Document, run: RunData, index: int) -> None:
                  ["draw a sample with ", ("code", f"truthsteer spotcheck sample {run.path}"),
                   " and label it"])
         doc.add(Para(("No human labels exist for this run yet, so the rates above are the "
-                      "judge's alone (its measured agreement on TruthfulQA's human labels is in "
-                      "the run's fingerprint). To check it on these answers: ", *where, ", then ",
+                      "judge's alone (its measured agreement, on TruthfulQA's human labels and on "
+                      "steered answers where measured, is in the run's fingerprint). To check it on these answers: ", *where, ", then ",
                       ("code", f"truthsteer spotcheck import {run.path} labels.csv"),
                       " and rerun the report for human-corrected rates."), css="note"))
         return
@@ -213,14 +313,15 @@ def comparison_table(runs: list[RunData]) -> Table:
     for run in runs:
         for r in featured_rows(headline_rows(run)):
             m = r.metrics
-            body.append((run.name, *_config_cells(r), _marks(r), _rate(r.rates["truthful"]),
-                         _rate(r.rates["informative"]), _rate(r.rates[BOTH]), _delta(r),
+            body.append((run.name, *_config_cells(r), _marks(r), _share(r.nonanswers),
+                         _rate(r.rates["truthful"]), _rate(r.rates["informative"]),
+                         _rate(r.rates[BOTH]), _delta(r),
                          _with_ci(m, "mc1"), _with_ci(m, "mc2"), _num(m.get("kl"), 4)))
             css.append("baseline" if r.is_baseline else "best" if BEST in r.marks
                        else "")
-    return Table(("run", "direction", "hook", "magnitude", "marks", "% true", "% informative",
-                  "% true×informative", "Δ true×info vs baseline", "MC1", "MC2", "KL"),
-                 tuple(body), tuple(css), css="headline", num_cols=(3, *range(5, 12)))
+    return Table(("run", "direction", "hook", "magnitude", "marks", "non-answers", "% true",
+                  "% informative", "% true×informative", "Δ true×info vs baseline", "MC1", "MC2",
+                  "KL"), tuple(body), tuple(css), css="headline", num_cols=(3, *range(5, 13)))
 
 
 def build_document(runs: list[RunData], n_examples: int = DEFAULT_EXAMPLES,

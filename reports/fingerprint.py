@@ -15,13 +15,77 @@ def config_digest(config: Any) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
 
 
+STEERED_SET = "evals/steered_dev/"
+MEASURE_STEERED = ("truthsteer calibrate --judge JUDGE --human evals/steered_dev/steered_truth.jsonl "
+                   "evals/steered_dev/steered_info.jsonl --split test --out steered_scores.jsonl")
+# Where a judge's record may keep its agreement on steered answers, most trusted first:
+# (section of the record's "agreement", how the report names it)
+_STEERED_WHERE = (("steered_test", "the held-out test split"),
+                  ("steered", "the steered set"),
+                  ("heldout", "held-out questions"),
+                  ("cv", "cross-validation on its train split"))
+
+
+def _stats(block: Any) -> Mapping[str, Any] | None:
+    """Agreement stats (a mapping with kappa and n), or a {subset: stats} mapping's "all"."""
+    if not isinstance(block, Mapping):
+        return None
+    if "kappa" in block and "n" in block:
+        return block
+    return _stats(block.get("all"))
+
+
+def steered_agreement(judge_info: Mapping[str, Any]
+                      ) -> tuple[str, dict[str, Mapping[str, Any]]] | None:
+    """(where it was measured, {kind: stats}) of the judge's agreement on the steered
+    development set's labels, as its record stores it: a section ``steered_test`` / ``steered``
+    of ``agreement`` ({kind: stats} or {kind: {subset: stats}}), or the subset ``steered`` of
+    the ``heldout`` / ``cv`` sections. None when the judge was not measured on steered text."""
+    agreement_info = judge_info.get("agreement") or {}
+    for section, where in _STEERED_WHERE:
+        block = agreement_info.get(section)
+        if not isinstance(block, Mapping):
+            continue
+        found = {}
+        for kind in KINDS:
+            rows = block.get(kind)
+            stats = _stats(rows.get("steered")) if section in ("heldout", "cv") and \
+                isinstance(rows, Mapping) else _stats(rows)
+            if stats is not None:
+                found[kind] = stats
+        if found:
+            return where, found
+    return None
+
+
+def steered_summary(judge_info: Mapping[str, Any]) -> str:
+    """One line on the judge's agreement on steered answers, or that it was not measured."""
+    found = steered_agreement(judge_info)
+    if found is None:
+        return ("NOT measured on steered text: its verdicts on steered answers (evasions, "
+                "self-talk, repetition) are unchecked; measure it with `" + MEASURE_STEERED + "`")
+    where, stats = found
+    parts = [f"{kind}: accuracy {a['accuracy']:.2f}, κ {a['kappa']:.2f} (n={a['n']})"
+             for kind, a in stats.items() if "accuracy" in a]
+    parts = parts or [f"{kind}: κ {a['kappa']:.2f} (n={a['n']})" for kind, a in stats.items()]
+    return (f"{'; '.join(parts)} — on steered answers of the embedded model ({STEERED_SET}, "
+            f"labelled by the project's maintainers; {where})")
+
+
 def agreement_summary(judge_info: Mapping[str, Any]) -> str:
-    """One line on a judge's measured agreement with people (held-out split preferred, and
-    model-written answers, the ones that matter for steered answers)."""
+    """A judge's measured agreement with people: on TruthfulQA's human labels (held-out split
+    preferred, and model-written answers), then on steered answers (or that it was not
+    measured there)."""
+    return f"{tqa_agreement_summary(judge_info)}. Steered: {steered_summary(judge_info)}"
+
+
+def tqa_agreement_summary(judge_info: Mapping[str, Any]) -> str:
+    """One line on a judge's measured agreement on TruthfulQA's human labels (held-out split
+    preferred, and model-written answers, the ones closest to steered answers)."""
     agreement_info = judge_info.get("agreement") or {}
     for split in ("heldout", "cv"):
         block = agreement_info.get(split)
-        if not block:
+        if not isinstance(block, Mapping) or not block:
             continue
         parts = []
         for kind in KINDS:
@@ -34,7 +98,8 @@ def agreement_summary(judge_info: Mapping[str, Any]) -> str:
         if parts:
             where = "held-out questions" if split == "heldout" else "cross-validation"
             return f"{'; '.join(parts)} — on {where} of TruthfulQA's human labels"
-    return "not measured for this judge (spot-check its answers, or run `truthsteer calibrate`)"
+    return ("not measured on TruthfulQA's human labels for this judge (spot-check its answers, "
+            "or run `truthsteer calibrate`)")
 
 
 def fingerprint(run) -> list[tuple[str, str]]:
@@ -71,7 +136,9 @@ def fingerprint(run) -> list[tuple[str, str]]:
                   f"questions") if data else "unknown"),
         ("config", cfg_text),
         ("judge", judge),
-        ("judge agreement", agreement_summary(run.judge_info) if run.judge_id else "–"),
+        ("judge agreement", tqa_agreement_summary(run.judge_info) if run.judge_id else "–"),
+        ("judge agreement on steered answers",
+         steered_summary(run.judge_info) if run.judge_id else "–"),
         ("code", f"truthsteer {code.get('package', '?')}"
                  + (f" · git {commit[:10]}" if commit else "")),
         ("contents", f"{len(run.cells)} cells · {n_answers} answers · "
