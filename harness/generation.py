@@ -56,6 +56,14 @@ def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
     return max(n, 0)
 
 
+def window_allows_prefix(model, longest: int) -> bool:
+    """Whether a shared prefix may be cached apart for sequences up to ``longest`` tokens: a
+    sliding attention window (Mistral, Gemma 2/3) counts the padding between the prefix and
+    the rest, so sequences longer than the window must run whole (left padding only)."""
+    window = getattr(model, "attention_window", None)
+    return window is None or longest <= window
+
+
 def cache_kwarg(model) -> str:
     """The name the HF model's forward (and generate) takes a KV cache under."""
     params = inspect.signature(model.hf_model.forward).parameters
@@ -124,6 +132,8 @@ def generate_answers(model, questions: Sequence[str], cfg: GenerationConfig,
     kwargs = generate_kwargs(cfg, tok, style)
     shared = common_prefix_length(prompts) if share_prefix and len(prompts) > 1 else 0
     shared = shared if shared >= MIN_SHARED_PREFIX else 0
+    if not window_allows_prefix(model, max(map(len, prompts)) + cfg.max_new_tokens):
+        shared = 0
     results: list[dict[str, Any] | None] = [None] * len(questions)
     bar = progress_bar(total=len(questions), desc=desc, unit="q", disable=not progress,
                        leave=False)

@@ -146,6 +146,15 @@ class LoadedModel:
         return int(self.hf_model.config.hidden_size)
 
     @property
+    def attention_window(self) -> int | None:
+        """The sliding-attention window (tokens) when any layer uses one, else None."""
+        cfg = self.hf_model.config
+        window, types = getattr(cfg, "sliding_window", None), getattr(cfg, "layer_types", None)
+        if not window or (types is not None and "sliding_attention" not in types):
+            return None
+        return int(window)
+
+    @property
     def bridge(self):
         """A ``TransformerBridge`` over a copy of the model's module tree sharing its weights.
 

@@ -26,6 +26,7 @@ from harness.generation import (
     pad_left,
     prefix_cache,
     repeat_cache,
+    window_allows_prefix,
 )
 from harness.prompts import qa_prompt
 from harness.steering import Intervention, hooks
@@ -85,6 +86,9 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
     cache_kw = cache_kwarg(model)
     out: list[list[float]] = [[] for _ in prompts]
     shared = common_prefix_length(prompts) if prompts else 0
+    longest = max(map(len, prompts), default=0) + max(
+        (len(a) for ans in answers for a in ans), default=0)
+    shared = shared if window_allows_prefix(model, longest) else 0
     bar = progress_bar(total=len(prompts), desc="multiple choice", unit="q",
                        disable=not progress, leave=False)
     with hooks(model, interventions) as state:

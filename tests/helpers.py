@@ -36,7 +36,14 @@ def embedded_model():
 
 @functools.lru_cache(maxsize=1)
 def embedded_tokenizer():
-    return embedded_model().tokenizer
+    """The embedded model's tokenizer, prepared as ``load_model`` prepares it, WITHOUT loading
+    the model (read from the converted HF-format folder in the cache)."""
+    from transformers import AutoTokenizer
+
+    from harness.models import embedded_gguf_path, gguf_to_hf_folder, prepare_tokenizer
+
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(gguf_to_hf_folder(
+        embedded_gguf_path())))
 
 
 def tiny_llama(n_layers: int = 2, d_model: int = 64, n_heads: int = 4, n_kv_heads: int = 2,
@@ -180,14 +187,17 @@ TINY_ARCHITECTURES = ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", 
 LOGIT_SCALE = 8.0  # output embedding scale: random logits far apart, so greedy has no near-ties
 
 
-def tiny_model_of(arch: str, seed: int = 0):
+def tiny_model_of(arch: str, seed: int = 0, **overrides):
     """A random (HF model, tokenizer) of architecture ``arch`` (one of TINY_ARCHITECTURES), its
-    output embedding scaled by LOGIT_SCALE (untied from the input embedding)."""
+    output embedding scaled by LOGIT_SCALE (untied from the input embedding); ``overrides`` set
+    config fields (e.g. ``sliding_window=64``)."""
     from transformers import AutoModelForCausalLM
 
     tok = tiny_byte_tokenizer()
     cfg = _tiny_configs(tok)[arch]
     cfg.tie_word_embeddings = False
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
     with torch.no_grad():

@@ -22,7 +22,12 @@ from harness.generation import (
 from harness.models import TESTED_ARCHITECTURES, LoadedModel, load_model
 from harness.prompts import cut_answer, prompt_token_ids
 from harness.steering import HOOK_KINDS, Intervention, hooks, resolve_hook, validate
-from tests.helpers import TINY_ARCHITECTURES, tiny_model_folder, write_tiny_llama_gguf
+from tests.helpers import (
+    TINY_ARCHITECTURES,
+    tiny_model_folder,
+    tiny_model_of,
+    write_tiny_llama_gguf,
+)
 
 QUESTIONS = ["Why is the sky blue?", "Who wrote Hamlet?",
              "What happens if you crack your knuckles?",
@@ -171,6 +176,36 @@ def test_architectures__residual_steering_changes_answers(arch_model):
     changed = sum(a["generated_token_ids"] != b["generated_token_ids"]
                   for a, b in zip(plain, moved))
     assert changed >= len(QUESTIONS) // 2
+
+
+@pytest.mark.parametrize("arch", ["mistral", "gemma2", "gemma3"])
+def test_architectures__sliding_window_shorter_than_the_prompts_keeps_answers_and_mc_scores(arch):
+    """A sliding window (64 tokens) far shorter than the QA prompts (~600 byte tokens): batched
+    answers equal each prompt generated alone, and multiple-choice log-probs equal a plain
+    forward pass over prompt + answer (a cached prefix with padding after it would not)."""
+    from harness.models import prepare_tokenizer
+    from harness.multiple_choice import answer_logprobs
+
+    hf, tok = tiny_model_of(arch, sliding_window=64)
+    plain, _ = tiny_model_of(arch, sliding_window=64)
+    model = LoadedModel(arch, hf, prepare_tokenizer(tok), torch.device("cpu"), torch.float32,
+                        "random")
+    assert model.attention_window == 64
+    got = generate_answers(model, QUESTIONS, CFG, progress=False)
+    prompts = [prompt_token_ids(q, "qa", tok) for q in QUESTIONS]
+    with torch.inference_mode():
+        for g, p in zip(got, prompts):
+            ref = plain.generate(input_ids=torch.tensor([p]), **generate_kwargs(CFG, tok, "qa"))
+            assert g["generated_token_ids"] == ref[0, len(p):].tolist()
+
+        answers = [[tok(" Yes.")["input_ids"], tok(" I have no comment.")["input_ids"]]
+                   for _ in prompts]
+        scores = answer_logprobs(model, prompts, answers, batch_questions=3)
+        for p, ans, row in zip(prompts, answers, scores):
+            for a, score in zip(ans, row):
+                logp = torch.log_softmax(plain(torch.tensor([p + a])).logits[0].float(), -1)
+                expect = sum(logp[len(p) - 1 + k, t].item() for k, t in enumerate(a))
+                assert score == pytest.approx(expect, abs=1e-3)
 
 
 def test_architectures__unmapped_architecture_is_one_line_naming_the_tested_ones():
