@@ -35,6 +35,7 @@ from evals.scores import ScoreFile, verdict_label
 from evals.truthfulqa import TruthfulQA
 
 LABEL_COLUMNS = ("truthful", "informative")
+OVERSAMPLE = 3.0  # an oversampled cell's share of the draws, relative to any other cell
 _TRUE = {"yes", "y", "true", "t", "1"}
 _FALSE = {"no", "n", "false", "f", "0"}
 
@@ -100,10 +101,25 @@ def allocate(sizes: dict[Any, int], n: int) -> dict[Any, int]:
     return take
 
 
+def allocate_weighted(sizes: dict[Any, int], n: int, weights: dict[Any, float]) -> dict[Any, int]:
+    """Split ``n`` draws across strata in proportion to ``weights`` (default 1), none above
+    its size: one draw at a time to the open stratum furthest below its weighted share (ties
+    by name). Equal weights give :func:`allocate`'s equal split."""
+    take = {k: 0 for k in sizes}
+    for _ in range(min(n, sum(sizes.values()))):
+        k = min((k for k in sizes if take[k] < sizes[k]),
+                key=lambda k: ((take[k] + 1) / weights.get(k, 1.0), str(k)))
+        take[k] += 1
+    return take
+
+
 def draw_sample(answers: Sequence[dict[str, Any]],
                 verdicts: dict[tuple[str, int], tuple[str | None, str | None]],
-                tq: TruthfulQA | None, n: int, seed: int = 0) -> list[SpotItem]:
-    """A stratified sample of ``n`` answer rows: equal across cells, then across verdicts."""
+                tq: TruthfulQA | None, n: int, seed: int = 0,
+                oversample: Sequence[str] = ()) -> list[SpotItem]:
+    """A stratified sample of ``n`` answer rows: equal across cells (cells in ``oversample``
+    get :data:`OVERSAMPLE` times the share of the others), then across verdicts. Weights are
+    per stratum (size / drawn), so per-cell corrected rates stay unbiased either way."""
     if n < 1:
         raise InputError(f"--n {n}: must be at least 1")
     by_cell: dict[str, list[dict[str, Any]]] = {}
@@ -112,7 +128,10 @@ def draw_sample(answers: Sequence[dict[str, Any]],
     if not by_cell:
         raise InputError("the run has no finished answers to sample")
     rng = random.Random(seed)
-    per_cell = allocate({c: len(rows) for c, rows in by_cell.items()}, n)
+    sizes = {c: len(rows) for c, rows in by_cell.items()}
+    focus = {str(c) for c in oversample} & set(by_cell)
+    per_cell = allocate_weighted(sizes, n, {c: OVERSAMPLE for c in focus}) if focus else \
+        allocate(sizes, n)
     items: list[SpotItem] = []
     for cell, rows in sorted(by_cell.items()):
         strata: dict[str, list[dict[str, Any]]] = {}
@@ -173,19 +192,26 @@ def write_sample(run_dir: Path, items: Sequence[SpotItem], meta: dict[str, Any])
 
 
 def sample_run(run_dir: str | os.PathLike, n: int = 100, judge: str | None = None,
-               seed: int = 0, truthfulqa: TruthfulQA | None = None) -> tuple[list[Path], dict]:
-    """Draw and write a spot-check sample of a run; returns (paths, summary)."""
+               seed: int = 0, truthfulqa: TruthfulQA | None = None,
+               oversample: Sequence[str] = ()) -> tuple[list[Path], dict]:
+    """Draw and write a spot-check sample of a run; returns (paths, summary). ``oversample``:
+    cell ids drawn :data:`OVERSAMPLE` times as often as the others (the report's best
+    configurations and the baseline: reports.spotcheck.sample_for_report picks them)."""
     run = RunDir.open(run_dir)
     path = run.path
     answers = run.answers()
     judge_id, verdicts = read_verdicts(run, judge, answers)
-    items = draw_sample(answers, verdicts, truthfulqa, n, seed)
+    items = draw_sample(answers, verdicts, truthfulqa, n, seed, oversample)
+    cells = {str(r["cell_id"]) for r in answers}
+    focus = sorted(c for c in dict.fromkeys(map(str, oversample)) if c in cells)
     meta = {"n": len(items), "seed": seed, "judge_id": judge_id,
             "stratified_by": ["cell_id"] + (["judge truthful verdict"] if verdicts else []),
+            "oversampled": {"cells": focus, "factor": OVERSAMPLE} if focus else None,
             "key": f"{path.resolve()}|{seed}|{len(items)}"}
     paths = write_sample(path, items, meta)
-    cells = len({it.cell_id for it in items})
-    return paths, {"n": len(items), "cells": cells, "judge_id": judge_id}
+    n_cells = len({it.cell_id for it in items})
+    return paths, {"n": len(items), "cells": n_cells, "judge_id": judge_id,
+                   **({"oversampled": focus} if focus else {})}
 
 
 def _parse_value(value: str, where: str, column: str) -> str:

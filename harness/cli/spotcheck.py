@@ -12,7 +12,9 @@ def register(sub) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     s = actions.add_parser("sample", help="draw a sample; write RUN_DIR/spotcheck/",
                            description="Stratified across configurations (cell_id) and, when "
-                           "the run has scores, across the judge's truthful verdicts.")
+                           "the run has scores, across the judge's truthful verdicts; the "
+                           "baseline and the configurations the report marks best (or each "
+                           "cross-fitting fold chose) are drawn 3 times as often as the others.")
     s.add_argument("run_dir", metavar="RUN_DIR")
     s.add_argument("--n", type=int, default=100, help="items to draw (default 100)")
     s.add_argument("--judge", default=None, metavar="J",
@@ -33,13 +35,16 @@ def register(sub) -> None:
 
 def run_sample(args: argparse.Namespace) -> int:
     from evals.rundir import RunDir
-    from evals.spotcheck import sample_run
+    from reports.spotcheck import sample_for_report
 
     run = RunDir.open(args.run_dir)
-    paths, summary = sample_run(run, n=args.n, judge=args.judge, seed=args.seed,
-                                truthfulqa=run.load_truthfulqa(args.truthfulqa))
+    paths, summary = sample_for_report(run.path, n=args.n, judge=args.judge, seed=args.seed,
+                                       truthfulqa=run.load_truthfulqa(args.truthfulqa))
     by = f", stratified by {summary['judge_id']}'s verdicts" if summary["judge_id"] else ""
     print(f"Sampled {summary['n']} answers from {summary['cells']} configuration(s){by}.")
+    if summary.get("oversampled"):
+        print(f"  oversampled (baseline and the report's best): "
+              f"{', '.join(summary['oversampled'])}")
     print(f"  label in a browser:  {paths[1]}")
     print(f"  or in a spreadsheet: {paths[0]}")
     print(f"then: truthsteer spotcheck import {args.run_dir} labels.csv")

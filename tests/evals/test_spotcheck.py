@@ -8,7 +8,9 @@ from evals.errors import InputError
 from evals.rundir import RunDir
 from evals.scores import answer_sha256
 from evals.spotcheck import (
+    OVERSAMPLE,
     allocate,
+    allocate_weighted,
     draw_sample,
     import_labels,
     parse_labels_csv,
@@ -51,6 +53,32 @@ def test_allocate__equal_split_capped_by_stratum_size():
     assert allocate({"a": 10, "b": 2, "c": 50}, 12) == {"a": 5, "b": 2, "c": 5}
     assert allocate({"a": 10, "b": 2, "c": 50}, 100) == {"a": 10, "b": 2, "c": 50}
     assert sum(allocate({"a": 3, "b": 3, "c": 3}, 7).values()) == 7
+
+
+def test_allocate_weighted__shares_follow_weights_capped_and_equal_weights_match_allocate():
+    sizes = {"a": 10, "b": 2, "c": 50, "d": 7}
+    for n in (1, 5, 12, 30, 100):
+        assert allocate_weighted(sizes, n, {}) == allocate(sizes, n)
+    assert allocate_weighted({"a": 40, "b": 40, "c": 40}, 25, {"a": 3.0}) == {
+        "a": 15, "b": 5, "c": 5}
+    # a small oversampled stratum is capped and the rest goes to the others
+    assert allocate_weighted({"a": 4, "b": 40, "c": 40}, 24, {"a": 3.0}) == {
+        "a": 4, "b": 10, "c": 10}
+
+
+def test_draw_sample__oversampled_cells_get_more_draws_and_keep_unbiased_weights():
+    tq = tiny_truthfulqa()
+    answers = [{"cell_id": c, "question_id": q, "question": tq.questions[q].question,
+                "answer": "x"} for c in ("A", "B", "C") for q in range(40)]
+    verdicts = {("A", q): ("yes" if q < 30 else "no", "yes") for q in range(40)}
+    items = draw_sample(answers, verdicts, tq, n=25, seed=1, oversample=["A", "missing"])
+    per_cell = {c: [it for it in items if it.cell_id == c] for c in "ABC"}
+    assert [len(per_cell[c]) for c in "ABC"] == [3 * 5, 5, 5] and OVERSAMPLE == 3.0
+    # within a cell each stratum's weights still sum to its size (the PPI correction's design)
+    for c, strata in (("A", {"yes": 30, "no": 10}), ("B", {"none": 40})):
+        for v, size in strata.items():
+            drawn = [it for it in per_cell[c] if (it.judge_truthful or "none") == v]
+            assert sum(it.weight for it in drawn) == pytest.approx(size)
 
 
 def test_draw_sample__stratified_by_cell_and_verdict_with_weights():

@@ -115,8 +115,10 @@ def hand_cell(run_dir: Path, cell_id: str, direction: str, hook: str, magnitude:
 
 def hand_scores(run_dir: Path, verdicts: dict[tuple[str, int], tuple[str, str]],
                 answers: dict[tuple[str, int], str], judge_id: str = "hand:judge",
-                stale: set[tuple[str, int]] = frozenset()) -> None:
-    """Score rows with given verdicts; keys in ``stale`` get the hash of another answer text."""
+                stale: set[tuple[str, int]] = frozenset(),
+                nonanswer: dict[tuple[str, int], bool] | None = None) -> None:
+    """Score rows with given verdicts; keys in ``stale`` get the hash of another answer text;
+    keys in ``nonanswer`` carry the non-answer detector's verdict as learned judges store it."""
     path = ScoreFile.for_judge(RunDir(run_dir), judge_id).path
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as fh:
@@ -126,7 +128,10 @@ def hand_scores(run_dir: Path, verdicts: dict[tuple[str, int], tuple[str, str]],
                 "cell_id": cid, "question_id": q, "judge_id": judge_id,
                 "prompt_version": "v1", "answer_sha256": answer_sha256(text),
                 "truthful": {"verdict": t, "p_yes": None}, "informative": {"verdict": i,
-                                                                          "p_yes": None}}) + "\n")
+                                                                          "p_yes": None},
+                **({"nonanswer": {"flagged": nonanswer[(cid, q)], "score": 0.9 if nonanswer[
+                    (cid, q)] else 0.1, "reasons": ["proto_max"]}}
+                   if nonanswer and (cid, q) in nonanswer else {})}) + "\n")
 
 
 def hand_run_info(run_dir: Path, **model) -> None:
