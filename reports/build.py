@@ -266,7 +266,8 @@ def agreement_block(doc: Document, run: RunData, index: int) -> None:
                   " and label it"])
         doc.add(Para(("No human labels exist for this run yet, so the rates above are the "
                       "judge's alone (its measured agreement, on TruthfulQA's human labels and on "
-                      "steered answers where measured, is in the run's fingerprint). To check it on these answers: ", *where, ", then ",
+                      "steered answers where measured, is in the run's fingerprint). To check it on "
+                      "these answers: ", *where, ", then ",
                       ("code", f"truthsteer spotcheck import {run.path} labels.csv"),
                       " and rerun the report for human-corrected rates."), css="note"))
         return

@@ -16,8 +16,9 @@ def config_digest(config: Any) -> str:
 
 
 STEERED_SET = "evals/steered_dev/"
-MEASURE_STEERED = ("truthsteer calibrate --judge JUDGE --human evals/steered_dev/steered_truth.jsonl "
-                   "evals/steered_dev/steered_info.jsonl --split test --out steered_scores.jsonl")
+MEASURE_STEERED = ("truthsteer calibrate --judge JUDGE --human "
+                   "evals/steered_dev/steered_truth.jsonl evals/steered_dev/steered_info.jsonl "
+                   "--split test --out steered_scores.jsonl")
 # Where a judge's record may keep its agreement on steered answers, most trusted first:
 # (section of the record's "agreement", how the report names it)
 _STEERED_WHERE = (("steered_test", "the held-out test split"),

@@ -24,9 +24,10 @@ HOOK = "blocks.3.hook_resid_post"
 def _plant(tmp_path, wins: dict[str, set[int]], nonanswers: dict[str, set[int]] | None = None,
            fooled: set[str] = frozenset()):
     """A run: the baseline and one cell per entry of ``wins`` (direction: the cell id up to
-    its first "_"; magnitude 4, 8, ... in order), each true×informative on its set of questions and truthful but not
-    informative elsewhere; cells in ``fooled`` are judged true and informative everywhere.
-    ``nonanswers``: per cell, the questions the detector flags (others: not flagged)."""
+    its first "_"; magnitude 4, 8, ... in order), each true×informative on its set of
+    questions and truthful but not informative elsewhere; cells in ``fooled`` are judged true
+    and informative everywhere. ``nonanswers``: per cell, the questions the detector flags
+    (others: not flagged)."""
     run = tmp_path / "run"
     answers, verdicts, flags = {}, {}, {}
     cells = {"baseline": ("none", 0.0, wins.get("baseline", set()))}
