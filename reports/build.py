@@ -8,7 +8,9 @@ Markdown's PNG figures, each file atomically.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
+import re
 import os
 from pathlib import Path
 
@@ -55,6 +57,12 @@ CI_NOTE = ("Rates are the judge's verdicts, over the answers it scored for that 
            "t-interval); CE is the steered model's cross-entropy on reference text and KL its "
            "divergence from the unsteered model there (nats/token): the fluency cost, – where "
            "not measured.")
+
+
+def _slug(name: str) -> str:
+    """A file-name-safe, unique stand-in for a name from the data (figure file names)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "x"
+    return safe if safe == name else f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def _pct(x: float) -> str:
@@ -175,7 +183,7 @@ def run_section(doc: Document, run: RunData, index: int, n_examples: int) -> Non
     for direction in sorted({r.direction for r in rows if not r.is_baseline}):
         png = plots.heatmap(rows, direction)
         if png:
-            doc.add(Figure(f"run{index}-heatmap-{direction}", png,
+            doc.add(Figure(f"run{index}-heatmap-{_slug(direction)}", png,
                            f"heat map of % true×informative for {direction} over layer × "
                            "magnitude", f"{run.name}: {direction} — % true×informative by layer "
                            "and magnitude (magnitude 0 is the shared baseline)."))

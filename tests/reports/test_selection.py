@@ -4,6 +4,7 @@ hand-built run folders (RunDir's writer, hand-written score rows; no model)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -206,3 +207,25 @@ def test_spotcheck__oversamples_the_best_and_baseline_and_reports_their_correcte
     pct = f"{100 * min(1.0, max(0.0, expected.corrected)):.0f}%"
     assert "chosen on fold A, chosen on fold B" in line and pct in line
     assert f"n={len(items)}" in line
+
+
+def test_selection_block__direction_names_are_escaped_in_html_and_markdown(tmp_path):
+    evil = '<img src=x onerror="alert(1)">|*x*'
+    run = tmp_path / "run"
+    answers, verdicts = {}, {}
+    for cid, direction, mag in (("baseline", "none", 0.0), ("c1", evil, 4.0)):
+        texts = {q: f"{cid} {q}" for q in range(N)}
+        hand_cell(run, cid, direction, HOOK, mag, texts)
+        for q in range(N):
+            answers[(cid, q)] = texts[q]
+            verdicts[(cid, q)] = ("yes", "yes" if cid == "c1" and q % 2 else "no")
+    hand_scores(run, verdicts, answers, nonanswer={k: False for k in answers})
+    hand_run_info(run)
+    write_report([run], tmp_path / "report")
+    html = (tmp_path / "report" / "index.html").read_text()
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "Fold A chose" in html and "<img src=x" not in html and "&lt;img src=x" in html
+    words = md.split("### Choosing the best configuration", 1)[1].split("\n\n")[1]
+    assert "<img" not in md and "&lt;img" in words and "\\|\\*x\\*" in words
+    names = [p.name for p in (tmp_path / "report" / "figures").iterdir()]
+    assert names and all(re.fullmatch(r"[A-Za-z0-9_.-]+\.png", n) for n in names)
