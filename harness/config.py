@@ -1,7 +1,7 @@
 """Frozen, validated configs for models, steering and generation; device and dtype decided here.
 
 Every config is a frozen dataclass validated in ``__post_init__`` and serialisable to JSON
-(``to_dict`` / ``from_dict``), so each artefact can be written beside the config that made it.
+(``to_dict``), so each artefact can be written beside the config that made it.
 """
 
 from __future__ import annotations
@@ -127,16 +127,6 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """Build ``cls`` from a dict, rejecting unknown keys with the list of valid ones."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown key(s) {', '.join(unknown)} "
-                          f"(valid: {', '.join(sorted(names))})")
-    return cls(**data)
-
-
 __all__ = [
     "EMBEDDED_MODEL",
     "POSITIONS",
@@ -146,7 +136,6 @@ __all__ = [
     "ModelConfig",
     "dtype_name",
     "field",
-    "from_dict",
     "resolve_device",
     "resolve_dtype",
     "to_dict",

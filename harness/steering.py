@@ -76,10 +76,6 @@ def _module_at(root: Any, dotted: str) -> Any:
     return root
 
 
-def valid_hook_names(model) -> list[str]:
-    return [f"blocks.{layer}.{kind}" for layer in range(model.n_layers) for kind in HOOK_KINDS]
-
-
 # Where each hook kind must sit for the hooks below to act on it: the input ("hook_in") of a
 # module (a forward pre-hook) or its output ("hook_out", a forward hook).
 _KIND_SIDE = {"hook_resid_pre": "hook_in", "hook_resid_post": "hook_out",

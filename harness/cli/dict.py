@@ -105,10 +105,9 @@ def _apply_threads(args) -> None:
 
 
 def _load_bridge(args):
-    from harness.config import ModelConfig
-    from harness.models import load_model
+    from harness.loaders import load_args
 
-    return load_model(ModelConfig(name=args.model, device=args.device, dtype=args.dtype)).bridge
+    return load_args(args).bridge
 
 
 def _activation_cfg(args, hook: str):

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.cli.generate import add_data_args, add_model_args
-from harness.config import ConfigError, ModelConfig
+from harness.config import ConfigError
 
 
 def _add_question_args(p: argparse.ArgumentParser) -> None:
@@ -92,9 +92,9 @@ def _questions(args: argparse.Namespace):
 
 
 def _model(args: argparse.Namespace):
-    from harness.models import load_model
+    from harness.loaders import load_args
 
-    return load_model(ModelConfig(args.model, args.device, args.dtype))
+    return load_args(args)
 
 
 def _out(path: str) -> Path:

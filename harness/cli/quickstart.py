@@ -15,7 +15,7 @@ def _numbers(kind):
 
 
 def register(sub) -> None:
-    from harness.quickstart.run import QuickstartConfig
+    from harness.quickstart.config import QuickstartConfig
 
     d = QuickstartConfig()
     p = sub.add_parser(
@@ -56,7 +56,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.quickstart.run import QuickstartConfig, run_quickstart
+    from harness.quickstart.config import QuickstartConfig
+    from harness.quickstart.stages import run_quickstart
 
     cfg = QuickstartConfig(out=args.out, truthfulqa=args.truthfulqa,
                            human_labels=args.human_labels, dictionary=args.dictionary,

@@ -8,6 +8,7 @@ built in harness/sweep/grid.py.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import tomllib
@@ -258,3 +259,39 @@ def load_config(path: str | Path) -> SweepConfig:
 def config_to_dict(cfg: SweepConfig) -> dict[str, Any]:
     """JSON-able form (tuples become lists), as recorded in run.json."""
     return dataclasses.asdict(cfg)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return format(v, "g") if isinstance(v, float) else str(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # a JSON string is a valid TOML basic string
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+
+def _toml_table(obj: Any, keys: tuple[str, ...] | None = None) -> list[str]:
+    """``key = value`` lines of a config dataclass: unset (None) values and, for directions,
+    keys left at their defaults or not valid for the kind, are left out."""
+    lines = []
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if v is None or keys is not None and (f.name not in keys or (
+                f.name not in ("name", "kind") and v == f.default)):
+            continue
+        lines.append(f"{f.name} = {_toml_value(v)}")
+    return lines
+
+
+def config_to_toml(cfg: SweepConfig, header: str = "") -> str:
+    """The config as TOML that :func:`load_config` reads back to an equal SweepConfig (for
+    people to read, edit and rerun; nothing here parses it)."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for name in SECTIONS:
+        lines += ["", f"[{name}]", *_toml_table(getattr(cfg, name))]
+    for d in cfg.directions:
+        lines += ["", "[[directions]]", *_toml_table(d, KIND_KEYS[d.kind])]
+    return "\n".join(lines).lstrip("\n") + "\n"

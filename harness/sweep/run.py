@@ -89,7 +89,7 @@ def _groups(by_fold: dict[int, list[Direction]]) -> list[tuple[list[Direction], 
 
 def run_cell(ctx, cell: Cell) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Compute one cell: (answer rows, description with metrics)."""
-    from harness.generation import generate_answers
+    from harness.answers import answer_rows
     from harness.multiple_choice import score_mc
     from harness.sideeffects import side_effects
 
@@ -109,18 +109,11 @@ def run_cell(ctx, cell: Cell) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         ivs = to_interventions(dirs, cell.magnitude, positions, scale)
         keep = [q for q in plan.answer_ids if fold_of[q] in folds and q not in resolved.excluded]
         if keep:
-            qs = ctx.tqa.by_id(keep)
-            answers = generate_answers(ctx.model, [q.question for q in qs], cfg.generation, ivs,
-                                       progress=False)
-            for q, a in zip(qs, answers):
-                rows.append({
-                    "cell_id": cell.cell_id, "question_id": q.id, "question": q.question,
-                    "model": cfg.model.name, "hook": cell.hook,
-                    "direction": cell.direction, "kind": dcfg.kind if dcfg else "none",
-                    "magnitude": cell.magnitude, "positions": positions, "scale": scale,
-                    "fold": fold_of[q.id], "prompt_style": a["prompt_style"],
-                    "prompt_token_ids": a["prompt_token_ids"],
-                    "answer_token_ids": a["answer_token_ids"], "answer": a["answer"]})
+            labels = {"cell_id": cell.cell_id, "model": cfg.model.name, "hook": cell.hook,
+                      "direction": cell.direction, "kind": dcfg.kind if dcfg else "none",
+                      "magnitude": cell.magnitude, "positions": positions, "scale": scale}
+            rows += [dict(r, fold=fold_of[r["question_id"]]) for r in answer_rows(
+                ctx.model, ctx.tqa.by_id(keep), cfg.generation, ivs, labels)]
         if ctx.mc_items:
             items = [it for it in ctx.mc_items
                      if fold_of[it.question_id] in folds and it.question_id not in resolved.excluded]

@@ -12,7 +12,7 @@ from harness.directions import random_direction
 from harness.generation import generate_answers, generate_kwargs, pad_left, plan_batches
 from harness.prompts import cut_answer, prompt_token_ids, resolve_style
 from harness.steering import Intervention
-from tests.helpers import embedded_model, truthfulqa_csv
+from tests.helpers import embedded_model, embedded_tokenizer, truthfulqa_csv
 
 N_QUESTIONS = 8
 
@@ -29,6 +29,7 @@ def plain_hf():
                                                 dtype=torch.float32).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", ["chat", "qa"])
 def test_generate_answers__magnitude_zero_equals_plain_hf_generate(questions, plain_hf, style):
     model = embedded_model()
@@ -53,6 +54,7 @@ def test_generate_answers__magnitude_zero_equals_plain_hf_generate(questions, pl
     assert sum(bool(g["answer"]) for g in got) == N_QUESTIONS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("positions", ["all", "prompt", "generated"])
 def test_generate_answers__shared_prefix_gives_the_answers_of_whole_prompts(questions, positions):
     """The QA primer is computed once and its cache reused: under steering at every positions
@@ -70,6 +72,7 @@ def test_generate_answers__shared_prefix_gives_the_answers_of_whole_prompts(ques
     assert [a["generated_token_ids"] for a in shared] != [a["generated_token_ids"] for a in base]
 
 
+@pytest.mark.slow
 def test_generate_answers__batching_does_not_change_greedy_answers_much(questions):
     """Batch of 8 vs one at a time: left padding may flip rare near-ties, never most answers."""
     model = embedded_model()
@@ -81,6 +84,7 @@ def test_generate_answers__batching_does_not_change_greedy_answers_much(question
     assert same >= N_QUESTIONS - 1
 
 
+@pytest.mark.slow
 def test_generate_answers__answers_change_more_as_magnitude_grows(questions):
     model = embedded_model()
     cfg = GenerationConfig(max_new_tokens=16, batch_size=N_QUESTIONS, prompt_style="chat")
@@ -100,6 +104,7 @@ def test_generate_answers__answers_change_more_as_magnitude_grows(questions):
     assert changed_tokens[2] > 0
 
 
+@pytest.mark.slow
 def test_generate_answers__seeded_sampling_is_reproducible(questions):
     model = embedded_model()
     cfg = GenerationConfig(max_new_tokens=12, batch_size=4, do_sample=True, seed=5)
@@ -109,7 +114,7 @@ def test_generate_answers__seeded_sampling_is_reproducible(questions):
 
 
 def test_cut_answer__qa_style_stops_at_blank_line_or_next_question():
-    tok = embedded_model().tokenizer
+    tok = embedded_tokenizer()
     ids = tok("Paris is the capital.\n\nQ: What else?", add_special_tokens=False)["input_ids"]
     kept, text = cut_answer(ids, "qa", tok)
     assert text == "Paris is the capital." and tok.decode(kept).strip() == text
@@ -120,4 +125,4 @@ def test_cut_answer__qa_style_stops_at_blank_line_or_next_question():
 
 
 def test_resolve_style__auto_is_chat_for_a_chat_tokenizer():
-    assert resolve_style("auto", embedded_model().tokenizer) == "chat"
+    assert resolve_style("auto", embedded_tokenizer()) == "chat"

@@ -55,6 +55,7 @@ def test_gguf_to_hf_folder__cached_folder_is_reused_and_servable():
     assert os.path.getmtime(folder / "model.safetensors") == mtime
 
 
+@pytest.mark.slow
 def test_gguf_to_hf_folder__converts_into_an_empty_cache(tmp_path):
     """A fresh cache (TRUTHSTEER_CACHE) gets a complete folder; no temp folders are left."""
     folder = gguf_to_hf_folder(embedded_gguf_path(), cache=tmp_path)
@@ -62,6 +63,7 @@ def test_gguf_to_hf_folder__converts_into_an_empty_cache(tmp_path):
     assert [p.name for p in (tmp_path / "models").iterdir()] == [folder.name]
 
 
+@pytest.mark.slow
 def test_load_model__embedded_default_generates_text():
     model = embedded_model()
     assert model.n_layers == 30 and model.d_model == 576 and model.dtype == torch.float32

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from harness.cli import main
-from harness.quickstart.run import QuickstartConfig, run_quickstart, split_questions
-from harness.quickstart.steps import sweep_toml
-from harness.sweep.config import parse_config
+from harness.quickstart.config import QuickstartConfig, split_questions
+from harness.quickstart.stages import run_quickstart, sweep_config
+from harness.sweep.config import config_to_toml, parse_config
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +41,10 @@ def test_split_questions__disjoint_seeded_subsets():
 
 def test_sweep_toml__parses_and_signs_the_feature_magnitudes():
     cfg = QuickstartConfig(layers=(3, 5), magnitudes=(0, 2, 6))
-    text = sweep_toml(cfg, [1, 4, 9], {"dictionary": "/d/topk-1x", "feature": 7, "sign": -1})
+    sweep = sweep_config(cfg, [1, 4, 9], {"dictionary": "/d/topk-1x", "feature": 7, "sign": -1})
     import tomllib
 
-    sweep = parse_config(tomllib.loads(text))
+    assert parse_config(tomllib.loads(config_to_toml(sweep, "a\nheader"))) == sweep  # the copy
     assert sweep.data.questions == (1, 4, 9)
     assert sweep.direction("meandiff").hooks == ("blocks.3.hook_resid_post",
                                                  "blocks.5.hook_resid_post")
@@ -70,7 +70,11 @@ def test_quickstart__runs_every_stage_then_resumes_without_redoing_work(tiny_fol
     run = out / "run"
     cells = sorted(p.stem for p in (run / "cells").glob("*.jsonl"))
     assert len(cells) == 3 and "baseline" in cells  # baseline + meandiff + feature
-    scores = [p for p in (run / "scores").glob("*.jsonl")]
+    from evals.rundir import RunDir
+    from evals.scores import ScoreFile
+
+    # the judge's score files (judge_run also keeps a usage log beside them, as `judge` does)
+    scores = [f.path for f in ScoreFile.all(RunDir(run))]
     assert len(scores) == 1 and len(scores[0].read_text().splitlines()) == 3 * 4
     assert (run / "spotcheck" / "label.html").is_file()
     text = html.read_text()
