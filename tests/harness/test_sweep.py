@@ -152,6 +152,7 @@ def _env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_sweep__killed_mid_run_and_rerun_equals_uninterrupted(setup, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(_cli("sweep", str(setup["config"]), "--out", str(out),
@@ -174,6 +175,7 @@ def test_sweep__killed_mid_run_and_rerun_equals_uninterrupted(setup, tmp_path):
     assert leftovers == []
 
 
+@pytest.mark.slow
 def test_sweep__shards_merge_to_the_unsharded_run(setup, tmp_path):
     """Shards in separate dirs combined with --merge, and shards sharing one dir, both give
     exactly the unsharded run's rows."""
