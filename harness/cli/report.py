@@ -10,9 +10,12 @@ def register(sub) -> None:
         "report", help="write an HTML + Markdown report comparing one or more runs",
         description="Write DIR/index.html (self-contained: figures embedded, opens from disk, "
         "loads nothing) and DIR/report.md (figures in DIR/figures/): per configuration % true, "
-        "% informative and % true×informative with 95% Wilson intervals, human-corrected rates "
-        "where spot-check labels exist, MC1/MC2, CE/KL, plots, example answers and each run's "
-        "fingerprint.")
+        "% informative and % true×informative with 95% Wilson intervals, the share of "
+        "non-answers (when the judge runs the detector; mostly non-answers is flagged and never "
+        "marked best), human-corrected rates where spot-check labels exist, MC1/MC2, CE/KL, "
+        "plots, example answers and each run's fingerprint with the judge's measured agreement "
+        "(TruthfulQA labels; steered answers). The best configuration is chosen on one fold of "
+        "questions and rated on the other, and marked only when both folds choose it.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--judge", default=None, metavar="J",
                    help="whose scores to report (a judge id or its scores file name); needed "
