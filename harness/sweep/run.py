@@ -1,6 +1,6 @@
 """The sweep runner: resumable, shardable, every cell written exactly once.
 
-``run_sweep`` expands the grid (harness/sweep_config.py), skips finished cells, fits the
+``run_sweep`` expands the grid (harness/sweep/grid.py), skips finished cells, fits the
 directions it needs once per fold (saved in RUN_DIR/directions/ and reused on resume and by
 other shards), and for each remaining cell answers the questions, scores MC1/MC2/MC3 and
 measures CE/KL, then writes the cell with ``evals.runs.write_cell`` (atomically: a killed run
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,11 +162,15 @@ class SweepContext:
     mc_items: list
     reference: Any
     code: dict[str, str]
+    style: str = ""
 
 
 def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,
-              shard: tuple[int, int] | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the cells of ``cfg`` belonging to ``shard``; returns a small summary."""
+              shard: tuple[int, int] | None = None, progress: bool = True,
+              executor: Any = None) -> dict[str, Any]:
+    """Run (or resume) the cells of ``cfg`` belonging to ``shard``; returns a small summary.
+    The directions are fitted here, once; ``executor`` (harness/sweep/executors.py; default:
+    this process) computes and writes the remaining cells."""
     out = Path(out)
     tqa = load_truthfulqa(truthfulqa or cfg.data.truthfulqa or None)
     plan = plan_questions(cfg, len(tqa))
@@ -180,45 +185,83 @@ def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,
     if not todo:
         return summary
     from harness.models import load_model
-    from harness.multiple_choice import mc_items
-    from harness.prompts import prompt_token_ids, resolve_style
-    from harness.sideeffects import load_reference_text, reference_set
+    from harness.sideeffects import load_reference_text
 
     model = load_model(cfg.model)
-    style = resolve_style(cfg.generation.prompt_style, model.tokenizer)
-    calib = [prompt_token_ids(q.question, style, model.tokenizer)
-             for q in tqa.by_id(list(plan.pool[:64]))]
-    resolver = DirectionResolver(model, cfg, plan, tqa, out, calib, progress)
     ref_texts = load_reference_text(cfg.metrics.reference_text) if cfg.metrics.side_effects \
         else None
+    code = code_version()
+    ctx = build_context(cfg, tqa, out, model, ref_texts, code, progress)
+    resolver = ctx.resolver
     needed = {c.direction for c in todo if c.cell_id != BASELINE}
     needed |= {cfg.direction(n).match for n in needed if cfg.direction(n).match}
-    resolver.fitted([d for d in cfg.directions if d.name in needed  # one recording pass
-                     and d.kind in ("iti", "meandiff")])
-    for c in todo:  # resolve everything up front: bad hooks/specs fail before any cell is written
-        if c.cell_id != BASELINE:
+    fitted = {d.name for d in cfg.directions if d.kind in ("iti", "meandiff")}
+    steered = [c for c in todo if c.cell_id != BASELINE]
+    # resolve everything up front, so bad hooks/specs fail before any cell is written: first
+    # what needs no fitting (fails fast), then one recording pass for the fitted families
+    for c in steered:
+        if c.direction not in fitted and cfg.direction(c.direction).match not in fitted:
             resolver.get(c.direction, c.hook)
-    code = code_version()
+    resolver.fitted([d for d in cfg.directions if d.name in needed and d.name in fitted])
+    for c in steered:
+        resolver.get(c.direction, c.hook)
     info = load_run_info(out)
     if not info:
         atomic_write_json(out / "run.json", {
             "identity": identity, "config": config_to_dict(cfg), "model": model.fingerprint(),
             "data": {"origin": tqa.origin, "sha256": tqa.sha256, "n_questions": len(tqa)},
-            "code": code, "prompt_style": style, "cells": [c.cell_id for c in cells],
+            "code": code, "prompt_style": ctx.style, "cells": [c.cell_id for c in cells],
             "folds": [list(test) for _, test in plan.folds]})
     elif info.get("model") != model.fingerprint():
         raise ConfigError(f"--out {out}: made with model {info.get('model')}, "
                           f"not {model.fingerprint()}")
     (out / "cells").mkdir(parents=True, exist_ok=True)
-    ctx = SweepContext(cfg, plan, tqa, model, resolver,
-                       mc_items(tqa.by_id(list(plan.pool)), model.tokenizer) if cfg.metrics.mc
-                       else [], reference_set(model, ref_texts) if ref_texts else None, code)
-    bar = progress_bar(todo, desc="sweep cells", unit="cell", disable=not progress)
+    if executor is None:
+        from harness.sweep.executors import LocalExecutor
+
+        executor = LocalExecutor()
+    summary["computed"] = executor.run(ctx, todo, out, progress)
+    return summary
+
+
+def build_context(cfg: SweepConfig, tqa, out: Path, model, ref_texts: list[str] | None,
+                  code: dict[str, str], progress: bool = True) -> SweepContext:
+    """Everything a process needs to compute cells with ``model``: the question plan, a
+    direction resolver over ``out`` (fitted sets are read from ``out/directions``), the MC items
+    and the side-effect reference. The driver and every executor worker build it the same way."""
+    from harness.multiple_choice import mc_items
+    from harness.prompts import prompt_token_ids, resolve_style
+    from harness.sideeffects import reference_set
+
+    plan = plan_questions(cfg, len(tqa))
+    style = resolve_style(cfg.generation.prompt_style, model.tokenizer)
+    calib = [prompt_token_ids(q.question, style, model.tokenizer)
+             for q in tqa.by_id(list(plan.pool[:64]))]
+    resolver = DirectionResolver(model, cfg, plan, tqa, out, calib, progress)
+    items = mc_items(tqa.by_id(list(plan.pool)), model.tokenizer) if cfg.metrics.mc else []
+    reference = reference_set(model, ref_texts) if ref_texts else None
+    return SweepContext(cfg, plan, tqa, model, resolver, items, reference, code, style)
+
+
+def compute_cells(ctx: SweepContext, cells: list[Cell]
+                  ) -> Iterator[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
+    """(cell_id, answer rows, description) of each of ``cells``, as each is finished. The one
+    place executors (harness/sweep/executors.py) compute cells; nothing here writes."""
+    for cell in cells:
+        rows, desc = run_cell(ctx, cell)
+        yield cell.cell_id, rows, desc
+
+
+def run_cells(ctx: SweepContext, cells: list[Cell], out: Path, progress: bool = True) -> int:
+    """The in-process loop: compute each unfinished cell and write it (atomically); returns
+    how many were computed."""
+    computed = 0
+    bar = progress_bar(cells, desc="sweep cells", unit="cell", disable=not progress)
     for cell in bar:
         bar.set_postfix_str(cell.cell_id[-40:])
         if cell.cell_id in finished_cells(out):  # another shard/process finished it meanwhile
             continue
-        rows, desc = run_cell(ctx, cell)
-        write_cell(out, cell.cell_id, rows, desc)
-        summary["computed"] += 1
-    return summary
+        for cell_id, rows, desc in compute_cells(ctx, [cell]):
+            write_cell(out, cell_id, rows, desc)
+            computed += 1
+    return computed
