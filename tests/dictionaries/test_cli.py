@@ -28,6 +28,7 @@ def tiny_folder(tmp_path_factory):
     return folder, corpus
 
 
+@pytest.mark.slow
 def test_cli_dict__train_from_model_then_inspect_and_compare(tiny_folder, tmp_path, capsys):
     folder, corpus = tiny_folder
     out = tmp_path / "dicts"

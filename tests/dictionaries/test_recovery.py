@@ -20,7 +20,7 @@ def test_cli_dict_train__default_2x_relu_recovers_planted_features(tmp_path):
     code = main(["dict", "train", "--activations", str(tmp_path / "acts.safetensors"),
                  "--expansion", "2", "--out", str(tmp_path / "out"), "--no-progress"])
     assert code == 0
-    sae = load_dictionary(tmp_path / "out" / "relu-2x")
+    sae = load_dictionary(tmp_path / "out")  # one dictionary: written at --out
     assert sae.d_sae == 64
     best = max_cosines(directions, sae.W_dec.detach())
     assert float(best.mean()) >= 0.9, best
