@@ -1,7 +1,10 @@
 """The offline default judge: a :class:`~evals.judges.learned.LearnedJudge` trained with
 :data:`~evals.judges.recipe.DEFAULT_RECIPE` on TruthfulQA's human dev labels (folder in
-``$TRUTHSTEER_HUMAN_LABELS``, else downloaded from GitHub) on first use, and cached under
-``$TRUTHSTEER_CACHE/judges/``, keyed by the label files, the TruthfulQA data and the recipe."""
+``$TRUTHSTEER_HUMAN_LABELS``, else downloaded from GitHub) plus the TRAIN split of the steered
+development set shipped in the package (evals/steered_dev/steered_{truth,info}.jsonl) on first
+use, and cached under ``$TRUTHSTEER_CACHE/judges/``, keyed by the label files, the steered
+files, the TruthfulQA data and the recipe. :func:`load_or_build` does the same for any recipe
+(the quickstart's quick judge is the recipe without the probe)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from typing import Any
 from evals.io import cache_root
 from evals.judges.learned import LearnedJudge
 from evals.judges.recipe import CFG_FILE, DEFAULT_RECIPE, LearnedJudgeConfig
+from evals.judges.steered import packaged_steered_files
 
 
 def cached_judge_folder(name: str, recipe: LearnedJudgeConfig, truthfulqa: Any,
@@ -22,15 +26,49 @@ def cached_judge_folder(name: str, recipe: LearnedJudgeConfig, truthfulqa: Any,
                         cache_dir: str | os.PathLike | None = None
                         ) -> tuple[Path, tuple[Path, Path]]:
     """Where a judge trained with ``recipe`` on the human labels (from ``labels_dir``, else
-    $TRUTHSTEER_HUMAN_LABELS, else downloaded) and ``truthfulqa``'s references is cached:
-    ``(CACHE/judges/<name>-<key>, (truth labels, info labels))``, the key hashing all three."""
+    $TRUTHSTEER_HUMAN_LABELS, else downloaded), the packaged steered labels and ``truthfulqa``'s
+    references is cached: ``(CACHE/judges/<name>-<key>, (truth labels, info labels))``, the key
+    hashing all of them."""
     from evals.labels import default_label_files, files_digest
 
     root = Path(cache_dir) if cache_dir else cache_root()
     truth_path, info_path = default_label_files(labels_dir, root)
+    steered = packaged_steered_files()
     key = hashlib.sha256(json.dumps([files_digest([truth_path, info_path]), truthfulqa.sha256,
-                                     recipe.to_dict()]).encode()).hexdigest()[:12]
+                                     recipe.to_dict(),
+                                     files_digest(list(steered)) if steered else None]
+                                    ).encode()).hexdigest()[:12]
     return root / "judges" / f"{name}-{key}", (truth_path, info_path)
+
+
+def load_or_build(name: str, recipe: LearnedJudgeConfig, model_loader: Callable | None = None,
+                  truthfulqa: Any = None, labels_dir: str | os.PathLike | None = None,
+                  cache_dir: str | os.PathLike | None = None,
+                  progress: bool = True) -> LearnedJudge:
+    """A judge of ``recipe`` trained on the human labels plus the packaged steered TRAIN rows:
+    loaded from the cache, or trained there on first use."""
+    from evals.judges.learned_train import train_learned_judge
+    from evals.judges.steered import read_steered_train
+    from evals.labels import read_labels
+    from evals.truthfulqa import TruthfulQA, load_truthfulqa
+
+    tq = truthfulqa if isinstance(truthfulqa, TruthfulQA) else load_truthfulqa(truthfulqa)
+    folder, (truth_path, info_path) = cached_judge_folder(name, recipe, tq, labels_dir,
+                                                          cache_dir)
+    root = Path(cache_dir) if cache_dir else cache_root()
+    features = root / "learned_features.sqlite"
+    if (folder / CFG_FILE).is_file():
+        return LearnedJudge.load(folder, model_loader, features)
+    if progress:
+        print(f"Building the {name} judge (once per machine) into {folder} ...")
+    steered_files = packaged_steered_files()
+    steered = read_steered_train(*steered_files)[:2] if steered_files else None
+    sources = [str(truth_path), str(info_path), *map(str, steered_files or ())]
+    judge = train_learned_judge(read_labels(truth_path), read_labels(info_path), tq, recipe,
+                                model_loader, progress=progress, name=name, sources=sources,
+                                feature_cache=features, steered=steered)
+    judge.save(folder)
+    return LearnedJudge.load(folder, model_loader, features)
 
 
 def load_or_build_default(model_loader: Callable | None = None, truthfulqa: Any = None,
@@ -38,22 +76,5 @@ def load_or_build_default(model_loader: Callable | None = None, truthfulqa: Any 
                           cache_dir: str | os.PathLike | None = None,
                           progress: bool = True) -> LearnedJudge:
     """The offline default judge: loaded from the cache, or trained there on first use."""
-    from evals.judges.learned_train import train_learned_judge
-    from evals.labels import read_labels
-    from evals.truthfulqa import TruthfulQA, load_truthfulqa
-
-    tq = truthfulqa if isinstance(truthfulqa, TruthfulQA) else load_truthfulqa(truthfulqa)
-    folder, (truth_path, info_path) = cached_judge_folder("default", DEFAULT_RECIPE, tq,
-                                                          labels_dir, cache_dir)
-    root = Path(cache_dir) if cache_dir else cache_root()
-    features = root / "learned_features.sqlite"
-    if (folder / CFG_FILE).is_file():
-        return LearnedJudge.load(folder, model_loader, features)
-    if progress:
-        print(f"Building the offline default judge (once per machine) into {folder} ...")
-    judge = train_learned_judge(read_labels(truth_path), read_labels(info_path), tq,
-                                DEFAULT_RECIPE, model_loader, progress=progress, name="default",
-                                sources=[str(truth_path), str(info_path)],
-                                feature_cache=features)
-    judge.save(folder)
-    return LearnedJudge.load(folder, model_loader, features)
+    return load_or_build("default", DEFAULT_RECIPE, model_loader, truthfulqa, labels_dir,
+                         cache_dir, progress)

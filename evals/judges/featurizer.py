@@ -1,7 +1,8 @@
 """Computing (and caching) the learned judge's features for many answers at once.
 
 :class:`Featurizer` turns (question, answer, references) into the recipe's feature blocks —
-``ref`` (MiniLM reference features) and ``probe`` (the LLM's activations) — reading them from the
+``ref`` (MiniLM reference features), ``nonanswer`` (the non-answer detector's features, also
+MiniLM) and ``probe`` (the LLM's activations) — reading them from the
 persistent feature cache when it has them and storing what it computes (probe features every
 ``CHUNK`` answers, so an interrupted build resumes).
 """
@@ -31,6 +32,9 @@ from evals.judges.features import (
     probe_features,
     reference_features,
 )
+from evals.judges.fluency import FLUENCY_NAMES, FLUENCY_VERSION, fluency_features
+from evals.judges.nonanswer import FEATURE_NAMES as NONANSWER_NAMES
+from evals.judges.nonanswer import NONANSWER_VERSION, PROTOTYPES, nonanswer_features
 from evals.judges.recipe import LearnedJudgeConfig
 
 CHUNK = 512  # probe features are cached every CHUNK answers
@@ -78,10 +82,18 @@ class Featurizer:
     def space(self, block: str) -> str:
         """The cache space of a block: everything that decides its numbers."""
         if block not in self._spaces:
-            if block == "ref":
+            if block in ("ref", "nonanswer"):
                 weights = minilm_folder() / "model.safetensors"
                 fields = {"block": "ref", "names": REF_FEATURE_NAMES, "version": FEATURES_VERSION,
                           "minilm": weights.stat().st_size if weights.exists() else 0}
+                if block == "nonanswer":
+                    fields.update(block="nonanswer", names=NONANSWER_NAMES,
+                                  version=NONANSWER_VERSION, prototypes=PROTOTYPES)
+            elif block == "fluency":
+                fields = {"block": "fluency", "model": self.cfg.probe_model,
+                          "weights": model_fingerprint(self._lm()[0]), "names": FLUENCY_NAMES,
+                          "max_answer_tokens": self.cfg.max_answer_tokens,
+                          "version": FLUENCY_VERSION}
             else:
                 fields = {"block": "probe", "model": self.cfg.probe_model,
                           "weights": model_fingerprint(self._lm()[0]),
@@ -91,21 +103,30 @@ class Featurizer:
             self._spaces[block] = space_name(**fields)
         return self._spaces[block]
 
+    def width(self, block: str) -> int:
+        if block == "ref":
+            return len(REF_FEATURE_NAMES)
+        if block == "nonanswer":
+            return len(NONANSWER_NAMES)
+        if block == "fluency":
+            return len(FLUENCY_NAMES)
+        return len(self.cfg.probe_layers) * int(self._lm()[0].config.hidden_size)
+
     def __call__(self, answers: Sequence[Answer], progress: bool = True,
-                 desc: str = "learned judge") -> dict[str, np.ndarray]:
+                 desc: str = "learned judge", blocks: Sequence[str] | None = None
+                 ) -> dict[str, np.ndarray]:
+        """{block: [len(answers), width]} for the recipe's blocks (or ``blocks``)."""
         keys = [answer_key(a.question, a.answer, a.correct, a.incorrect, a.best) for a in answers]
         cache = FeatureCache(self.cache_path) if self.cache_path else None
         out = {}
         try:
-            for block in self.cfg.blocks:
+            for block in blocks or self.cfg.blocks:
                 have = cache.get_many(self.space(block), keys) if cache else {}
                 todo = {k: a for k, a in zip(keys, answers) if k not in have}
                 if todo:
                     have.update(self._compute(block, todo, cache, progress, desc))
-                width = len(REF_FEATURE_NAMES) if block == "ref" else (
-                    len(self.cfg.probe_layers) * int(self._lm()[0].config.hidden_size))
                 out[block] = (np.stack([have[k] for k in keys]).astype(np.float32) if keys
-                              else np.zeros((0, width), dtype=np.float32))
+                              else np.zeros((0, self.width(block)), dtype=np.float32))
         finally:
             if cache:
                 cache.close()
@@ -118,22 +139,38 @@ class Featurizer:
         from evals.io import progress as progress_bar
 
         answers = list(todo.values())
-        if block == "ref":
+        if block in ("ref", "nonanswer"):
             if self._embedder is None:
                 self._embedder = SentenceEmbedder()
-            texts = {NO_COMMENT}
+            texts = {NO_COMMENT, *PROTOTYPES} if block == "nonanswer" else {NO_COMMENT}
             for a in answers:
                 texts.update((a.question, a.answer, a.best, *a.correct, *a.incorrect))
             with progress_bar(total=len(texts), desc=f"{desc}: MiniLM", unit="text",
                               disable=not progress) as bar:
                 vecs = dict(zip(sorted(texts), self._embedder.embed(sorted(texts), bar.update)))
-            fresh = dict(zip(todo, (reference_features(
-                a.question, a.answer, a.correct, a.incorrect, a.best, vecs.__getitem__)
-                for a in answers)))
+            if block == "ref":
+                fresh = dict(zip(todo, (reference_features(
+                    a.question, a.answer, a.correct, a.incorrect, a.best, vecs.__getitem__)
+                    for a in answers)))
+            else:
+                fresh = dict(zip(todo, (nonanswer_features(
+                    a.question, a.answer, (*a.correct, *a.incorrect), vecs.__getitem__)
+                    for a in answers)))
             if cache:
                 cache.put_many(self.space(block), fresh)
             return fresh
         model, tok = self._lm()
+        if block == "fluency":
+            ordered = sorted(todo, key=lambda k: todo[k].question)
+            with progress_bar(total=len(ordered), desc=f"{desc}: {self.cfg.probe_model} fluency",
+                              unit="ans", disable=not progress) as bar:
+                feats = fluency_features(model, tok, [todo[k].question for k in ordered],
+                                         [todo[k].answer for k in ordered], self.cfg.batch_size,
+                                         self.cfg.max_answer_tokens, bar.update)
+            fresh = dict(zip(ordered, feats))
+            if cache:
+                cache.put_many(self.space(block), fresh)
+            return fresh
         prompt = self.cfg.prompt
         prefix = {k: prompt.prefix(a.question, a.correct, a.incorrect) for k, a in todo.items()}
         ordered = sorted(todo, key=lambda k: prefix[k])  # a question's answers stay together

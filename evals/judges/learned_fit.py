@@ -168,11 +168,17 @@ def _fit_unscaled(z: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> LinearM
     return LinearModel(np.zeros(d), np.ones(d), lr.coef_[0].copy(), float(lr.intercept_[0]))
 
 
-def agreement_report(p_yes: np.ndarray, y: np.ndarray, is_reference: np.ndarray) -> dict:
-    """Agreement (threshold 0.5) on all rows, model-written rows and reference rows."""
+def agreement_report(p_yes: np.ndarray, y: np.ndarray, is_reference: np.ndarray,
+                     is_steered: np.ndarray | None = None) -> dict:
+    """Agreement (threshold 0.5) on all rows, model-written rows and reference rows of
+    TruthfulQA's labels, and on the steered development set's rows ("steered") when given."""
     out = {}
-    for name, mask in (("all", np.ones(len(y), dtype=bool)), ("model_written", ~is_reference),
-                       ("reference", is_reference)):
+    human = np.ones(len(y), dtype=bool) if is_steered is None else ~is_steered
+    subsets = [("all", human), ("model_written", human & ~is_reference),
+               ("reference", human & is_reference)]
+    if is_steered is not None:
+        subsets.append(("steered", is_steered))
+    for name, mask in subsets:
         if mask.any():
             p = p_yes[mask]
             out[name] = agreement(list(p >= 0.5), list(y[mask].astype(bool)),

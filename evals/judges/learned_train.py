@@ -55,16 +55,32 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
                         model_loader: Callable | None = None, progress: bool = True,
                         name: str = "learned", sources: Sequence[str] = (),
                         holdout_frac: float = 0.0,
-                        feature_cache: str | os.PathLike | None = "auto") -> LearnedJudge:
-    """Fit a judge on the labels; its ``info`` holds counts, choices and measured agreement."""
+                        feature_cache: str | os.PathLike | None = "auto",
+                        steered: tuple[Sequence[LabelRow], Sequence[LabelRow]] | None = None
+                        ) -> LearnedJudge:
+    """Fit a judge on the labels; its ``info`` holds counts, choices and measured agreement.
+
+    ``steered``: (truth rows, info rows) of the steered development set's TRAIN split
+    (:func:`evals.judges.steered.read_steered_train`), trained on beside the human labels with
+    sample weight ``cfg.steered_weight``; rows on held-out questions are left out (counted).
+    Their out-of-fold agreement is reported as the subset "steered"; "all", "model_written"
+    and "reference" stay TruthfulQA's rows only.
+    """
     from evals.io import progress as progress_bar
 
+    n_human = {"truthful": len(truth_rows), "informative": len(info_rows)}
     rows = {"truthful": list(truth_rows), "informative": list(info_rows)}
     for kind, kind_rows in rows.items():
         wrong = [r for r in kind_rows if r.kind != kind]
         if wrong:
             raise InputError(f"line {wrong[0].line}: a {wrong[0].kind} label where {kind} labels "
                              "were expected (check --human-truth / --human-info)")
+    if steered is not None:
+        for kind, extra in zip(KINDS, steered):
+            if any(r.kind != kind for r in extra):
+                raise InputError(f"steered labels: a row of the wrong kind among the {kind} "
+                                 "rows (give --steered TRUTH_FILE INFO_FILE)")
+            rows[kind] += list(extra)
     questions = {k: match_questions(v, tq) for k, v in rows.items()}
     pair_index: dict[tuple[int, str], int] = {}
     for kind in KINDS:
@@ -75,11 +91,16 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
         raise InputError("no label row's question matches a TruthfulQA question (check the "
                          "label files and --truthfulqa)")
     pairs = list(pair_index)
-    held = split_questions([q for q, _ in pairs], holdout_frac, cfg.seed)
-    train_pairs = [i for i, (q, _) in enumerate(pairs) if q not in held]
-    if cfg.max_train_answers is not None and len(train_pairs) > cfg.max_train_answers:
+    human_q = [q.id for k in KINDS for q in questions[k][:n_human[k]] if q is not None]
+    held = split_questions(human_q, holdout_frac, cfg.seed)
+    steered_pairs = {pair_index[(q.id, r.answer)] for k in KINDS
+                     for r, q in zip(rows[k][n_human[k]:], questions[k][n_human[k]:])
+                     if q is not None and q.id not in held}
+    human_pairs = [i for i, (q, _) in enumerate(pairs) if q not in held and i not in steered_pairs]
+    if cfg.max_train_answers is not None and len(human_pairs) > cfg.max_train_answers:
         rng = np.random.default_rng(cfg.seed)
-        train_pairs = sorted(rng.choice(train_pairs, cfg.max_train_answers, replace=False).tolist())
+        human_pairs = sorted(rng.choice(human_pairs, cfg.max_train_answers, replace=False).tolist())
+    train_pairs = sorted(set(human_pairs) | steered_pairs)
     keep = sorted(set(train_pairs) | {i for i, (q, _) in enumerate(pairs) if q in held})
     position = {pair: j for j, pair in enumerate(keep)}
     train_set = set(train_pairs)
@@ -100,40 +121,49 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
     if cfg.ref_degree == 2:
         train_rows = [position[i] for i in train_pairs]
         models[REF_POLY] = PolyExpansion.fit(feats["ref"][train_rows])
-    n_fits = len(KINDS) * (cfg.folds * (len(cfg.ref_c_grid) + (len(cfg.c_grid)
-                                        if "probe" in cfg.blocks else 0)) + len(cfg.blocks))
+    n_fits = len(KINDS) * sum(cfg.folds * len(cfg.c_grid if b == "probe" else cfg.ref_c_grid) + 1
+                              for b in cfg.blocks)
     with progress_bar(total=n_fits, desc="fitting (grouped CV)", unit="fit",
                       disable=not progress) as bar:
         for kind in KINDS:
             sel = {"train": [], "held": []}
-            for r, q in zip(rows[kind], questions[kind]):
+            n_steered_held = 0
+            for j, (r, q) in enumerate(zip(rows[kind], questions[kind])):
                 if q is None:
                     continue
                 i = pair_index[(q.id, r.answer)]
+                is_steered = j >= n_human[kind]
+                row = (position.get(i, -1), r.label, q.id, is_reference_answer(r.answer, q),
+                       is_steered)
                 if q.id in held:
-                    sel["held"].append((position[i], r.label, q.id, is_reference_answer(r.answer, q)))
+                    if is_steered:
+                        n_steered_held += 1
+                    else:
+                        sel["held"].append(row)
                 elif i in train_set:
-                    sel["train"].append((position[i], r.label, q.id, is_reference_answer(r.answer, q)))
-            idx, y, groups, is_ref = (np.array(c) for c in zip(*sel["train"]))
-            y = y.astype(int)
+                    sel["train"].append(row)
+            idx, y, groups, is_ref, is_st = (np.array(c) for c in zip(*sel["train"]))
+            y, is_ref, is_st = y.astype(int), is_ref.astype(bool), is_st.astype(bool)
+            weight = np.where(is_st, cfg.steered_weight, 1.0) if is_st.any() else None
             folds = group_folds(groups, cfg.folds, cfg.seed)
             fits = {}
             for block in cfg.blocks:
-                grid = cfg.ref_c_grid if block == "ref" else cfg.c_grid
+                grid = cfg.c_grid if block == "probe" else cfg.ref_c_grid
                 x = block_inputs(models, {block: feats[block][idx]}, block)
-                fits[block] = fit_block(x, y, folds, grid, tick=bar.update)
+                fits[block] = fit_block(x, y, folds, grid, weight, tick=bar.update)
                 models[f"{kind}.{block}"] = fits[block].model
             oof = np.stack([fits[b].oof_logit for b in cfg.blocks], axis=1)
-            models[f"{kind}.combiner"], cv_logit = fit_combiner(oof, y, folds)
-            cv_report[kind] = agreement_report(sigmoid(cv_logit), y, is_ref.astype(bool))
+            models[f"{kind}.combiner"], cv_logit = fit_combiner(oof, y, folds, weight)
+            cv_report[kind] = agreement_report(sigmoid(cv_logit), y, is_ref, is_st)
             info_kinds[kind] = {
                 "n_train_rows": len(y), "n_train_questions": len(set(groups)),
+                "n_steered_rows": int(is_st.sum()), "n_steered_rows_held_out": n_steered_held,
                 "n_reference_rows": int(is_ref.sum()), "positive_rate": float(y.mean()),
                 "chosen_c": {b: fits[b].c for b in cfg.blocks},
                 "cv_log_loss": {b: {str(c): v for c, v in fits[b].cv_log_loss.items()}
                                 for b in cfg.blocks}}
             if sel["held"]:
-                h_idx, h_y, _, h_ref = (np.array(c) for c in zip(*sel["held"]))
+                h_idx, h_y, _, h_ref, _ = (np.array(c) for c in zip(*sel["held"]))
                 sub = {b: feats[b][h_idx] for b in cfg.blocks}
                 p = predict(models, sub, kind, cfg.blocks)
                 held_report[kind] = agreement_report(p, h_y.astype(int), h_ref.astype(bool))
@@ -148,7 +178,9 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
         "name": name,
         "sources": [_file_info(s) for s in sources],
         "truthfulqa": {"origin": tq.origin, "sha256": tq.sha256},
-        "n_label_rows": {k: len(v) for k, v in rows.items()},
+        "n_label_rows": n_human,
+        "n_steered_label_rows": {k: len(v) - n_human[k] for k, v in rows.items()},
+        "steered_weight": cfg.steered_weight if steered else None,
         "n_unmatched_rows": {k: sum(q is None for q in questions[k]) for k in KINDS},
         "n_distinct_answers": len(pairs), "n_train_answers": len(train_pairs),
         "holdout_frac": holdout_frac,

@@ -11,7 +11,7 @@ from typing import Any
 from evals.errors import InputError
 from evals.judges.features import ProbePrompt
 
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"  # 2: the non-answer block and the steered training rows
 KINDS = ("truthful", "informative")
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "weights.safetensors"
 EMBEDDED_PROBE_MODEL = "smollm2-135m-instruct"
@@ -26,18 +26,24 @@ class LearnedJudgeConfig:
     max_refs_chars: int = 400
     max_answer_tokens: int = 48
     c_grid: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03)
-    ref_c_grid: tuple[float, ...] = (0.01, 0.03, 0.1)
+    ref_c_grid: tuple[float, ...] = (0.01, 0.03, 0.1)  # also the nonanswer and fluency blocks
     ref_degree: int = 2  # 2: reference features plus their pairwise products
     folds: int = 5
     max_train_answers: int | None = None  # a random subset of distinct answers (cheaper build)
     batch_size: int = 32
     seed: int = 0
+    nonanswer_block: bool = True  # the non-answer detector's features as a block of their own
+    fluency: bool = False  # the probe model's log-probability of the answer (3x the probe's cost)
+    steered_weight: float = 10.0  # sample weight of a steered TRAIN row (chosen by grouped CV)
     recipe_version: str = RECIPE_VERSION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "probe_layers", tuple(int(x) for x in self.probe_layers))
         object.__setattr__(self, "c_grid", tuple(float(x) for x in self.c_grid))
         object.__setattr__(self, "ref_c_grid", tuple(float(x) for x in self.ref_c_grid))
+        if self.fluency and self.probe_model is None:
+            raise InputError("learned judge: fluency needs a probe model (it scores answers "
+                             "with that model)")
         if self.probe_model is not None and not self.probe_layers:
             raise InputError("learned judge: probe_layers is empty (give e.g. 8,12)")
         if any(x < 0 for x in self.probe_layers):
@@ -48,6 +54,8 @@ class LearnedJudgeConfig:
             raise InputError(f"learned judge: folds={self.folds} must be >= 2")
         if not self.c_grid or not self.ref_c_grid or min(self.c_grid + self.ref_c_grid) <= 0:
             raise InputError("learned judge: regularisation grids must hold positive numbers")
+        if not self.steered_weight > 0:
+            raise InputError(f"learned judge: steered_weight={self.steered_weight} must be > 0")
         if self.max_train_answers is not None and self.max_train_answers < 50:
             raise InputError(f"learned judge: max_train_answers={self.max_train_answers} "
                              "is too few (>= 50)")
@@ -58,7 +66,9 @@ class LearnedJudgeConfig:
 
     @property
     def blocks(self) -> tuple[str, ...]:
-        return ("ref",) if self.probe_model is None else ("ref", "probe")
+        probe = ("probe",) + (("fluency",) if self.fluency else ())
+        return (("ref",) + (probe if self.probe_model is not None else ())
+                + (("nonanswer",) if self.nonanswer_block else ()))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -70,6 +80,8 @@ class LearnedJudgeConfig:
         if unknown:
             raise InputError(f"learned judge recipe: unknown key(s) {', '.join(unknown)} "
                              "(made by a newer truthsteer?)")
+        if "nonanswer_block" not in data:  # a version-1 judge: no non-answer block
+            data = {**data, "nonanswer_block": False}
         return cls(**data)
 
 

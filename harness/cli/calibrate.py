@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_JUDGE = "default"
-SUBSETS = ("all", "model_written", "reference")
+SUBSETS = ("all", "model_written", "reference", "steered")
 
 
 def register(sub) -> None:
@@ -22,9 +22,14 @@ def register(sub) -> None:
                    help="openai:MODEL, hf:MODEL, learned:PATH or default (the offline default)")
     c.add_argument("--judge-base-url", default=None, metavar="URL",
                    help="OpenAI-compatible endpoint for openai: judges")
-    c.add_argument("--human", required=True, metavar="FILE.jsonl",
+    c.add_argument("--human", required=True, nargs="+", metavar="FILE.jsonl",
                    help='labels: {"prompt": "Q: …\\nA: …\\nTrue:" (or Helpful:), '
-                   '"completion": " yes"|" no"} per line')
+                   '"completion": " yes"|" no"} per line; extra fields are tolerated, and '
+                   '"config" / "split" (the steered development set, evals/steered_dev/) give '
+                   "agreement per configuration and --split. Give a truth and an info file "
+                   "together for true x informative agreement")
+    c.add_argument("--split", default="all", choices=("all", "train", "test"),
+                   help="rows of this split only (files with a 'split' field; default: all)")
     c.add_argument("--truthfulqa", default=None, metavar="PATH",
                    help="TruthfulQA.csv for the references (default: $TRUTHSTEER_TRUTHFULQA, "
                    "else the hub)")
@@ -55,6 +60,18 @@ def register(sub) -> None:
                    help="probe layers (default: the default recipe's)")
     t.add_argument("--max-answers", type=int, default=None, metavar="N",
                    help="train on a random subset of N distinct answers (a cheaper build)")
+    t.add_argument("--steered", nargs=2, default=None, metavar=("TRUTH.jsonl", "INFO.jsonl"),
+                   help="also train on the TRAIN rows of steered label files (the steered "
+                   "development set, evals/steered_dev/steered_{truth,info}.jsonl; rows of "
+                   "other splits are skipped), each weighted by --steered-weight")
+    t.add_argument("--steered-weight", type=float, default=None, metavar="W",
+                   help="sample weight of a steered row (default: the recipe's, chosen by "
+                   "question-grouped CV)")
+    t.add_argument("--no-nonanswer", action="store_true",
+                   help="leave out the non-answer detector's feature block (the old recipe)")
+    t.add_argument("--fluency", action="store_true",
+                   help="add the probe model's log-probability of each answer as a feature "
+                   "block (about 3x the probe's feature cost)")
     t.add_argument("--folds", type=int, default=None, metavar="K")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, default=None, metavar="N",
@@ -94,25 +111,43 @@ def agreement_table(report: dict[str, dict[str, dict]]) -> str:
     header = (f"{'kind':<12}{'rows':<15}{'n':>6}  {'acc':>5}  {'kappa':>5}  {'AUC':>5}  "
               f"{'judge':>6}  {'human':>6}  bias (95% CI)")
     lines = [header]
-    kinds = sorted(report, key=lambda k: (k != "truthful", k))
+    order = ("truthful", "informative", "true_x_informative")
+    kinds = sorted(report, key=lambda k: (order.index(k) if k in order else 9, k))
     for kind in kinds:
         subsets = report[kind]
         for subset in sorted(subsets, key=lambda s: (SUBSETS.index(s) if s in SUBSETS else 9, s)):
             a = subsets[subset]
             lines.append(
-                f"{kind:<12}{subset:<15}{a['n']:>6}  {_fmt(a['accuracy'])}  {_fmt(a['kappa'])}  "
+                f"{kind[:11]:<12}{subset:<15}{a['n']:>6}  {_fmt(a['accuracy'])}  "
+                f"{_fmt(a['kappa'])}  "
                 f"{_fmt(a['auc'])}  {_fmt(a['judge_rate'], True)}  {_fmt(a['human_rate'], True)}"
                 f"  {_fmt(a['bias'])} ± {_fmt(a['bias_ci'])}"
                 + (f"  ({a['n_unscored']} unscored)" if a.get("n_unscored") else ""))
     return "\n".join(lines)
 
 
+def config_table(by_config: dict[str, dict[str, dict]]) -> str:
+    """Rows: configuration; columns: n and kappa (judge / human rate) per kind."""
+    kinds = [k for k in ("truthful", "informative", "true_x_informative")
+             if any(k in d for d in by_config.values())]
+    head = f"{'configuration':<28}" + "".join(f"{k[:18]:>26}" for k in kinds)
+    lines = [head, f"{'':<28}" + "".join(f"{'n   kappa  judge  human':>26}" for _ in kinds)]
+    for config, d in by_config.items():
+        cells = []
+        for k in kinds:
+            a = d.get(k)
+            cells.append(f"{'':>26}" if a is None else
+                         f"{a['n']:>5} {_fmt(a['kappa'])} {_fmt(a['judge_rate'], True)} "
+                         f"{_fmt(a['human_rate'], True)}".rjust(26))
+        lines.append(f"{config[:27]:<28}" + "".join(cells))
+    return "\n".join(lines)
+
+
 def run_calibrate(args: argparse.Namespace) -> int:
-    from evals.agreement import agreement
     from evals.errors import InputError
     from evals.io import atomic_write_jsonl
-    from evals.judges import JudgeItem, make_judge
-    from evals.labels import is_reference_answer, match_questions, question_key, read_labels
+    from evals.judges import make_judge
+    from evals.judges.calibration import calibrate, read_label_files
     from evals.truthfulqa import load_truthfulqa
 
     apply_threads(args.threads)
@@ -121,55 +156,36 @@ def run_calibrate(args: argparse.Namespace) -> int:
         raise InputError(f"--out {out}: give a .jsonl file name")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit {args.limit}: must be at least 1")
-    rows = read_labels(args.human, limit=args.limit)
+    rows, meta = read_label_files(args.human, args.split, args.limit)
+    if not rows:
+        raise InputError(f"--human {' '.join(args.human)}: no rows of split {args.split!r}")
     tq = load_truthfulqa(args.truthfulqa)
-    questions = match_questions(rows, tq)
-    n_matched = sum(q is not None for q in questions)
-    print(f"{len(rows)} labels; {n_matched} matched a TruthfulQA question by exact text "
-          f"({len({r.question for r, q in zip(rows, questions) if q})} distinct questions)"
-          + (f"; {len(rows) - n_matched} have no references" if n_matched < len(rows) else ""))
     judge = make_judge(args.judge, model_loader=model_loader_for(args.device), truthfulqa=tq,
                        base_url=args.judge_base_url)
-    trained_on = judge.training_questions
-    overlap = {r.question for r in rows if question_key(r.question) in trained_on}
-    if overlap:
-        print(f"warning: {len(overlap)} of {len({r.question for r in rows})} calibration "
-              f"questions were used to train {judge.judge_id}: these numbers are optimistic. "
-              "For honest numbers calibrate on held-out questions (judge-train --holdout-frac), "
-              "and see the judge's stored cross-validated agreement below.", file=sys.stderr)
-
-    unique: dict[tuple[str, str], int] = {}
-    items = []
-    for r, q in zip(rows, questions):
-        if (r.question, r.answer) not in unique:
-            unique[(r.question, r.answer)] = len(items)
-            items.append(JudgeItem.for_question(q, r.answer, text=r.question))
-    kinds = sorted({r.kind for r in rows}, key=("truthful", "informative").index)
-    extra = {"kinds": kinds} if judge.selects_kinds else {}
-    results = judge.judge(items, progress=True, **extra)  # some judges can skip the other kind
-    out_rows, by_kind = [], {}
-    for r, q in zip(rows, questions):
-        v = getattr(results[unique[(r.question, r.answer)]], r.kind)
-        is_ref = is_reference_answer(r.answer, q)
-        out_rows.append({"line": r.line, "kind": r.kind, "question": r.question,
-                         "answer": r.answer, "human": "yes" if r.label else "no",
-                         "verdict": v.verdict if v.scored else None, "p_yes": v.p_yes,
-                         "error": v.error, "matched": q is not None, "reference_row": is_ref,
-                         "judge_id": judge.judge_id})
-        by_kind.setdefault(r.kind, []).append((v.label, r.label, v.p_yes, is_ref))
-    atomic_write_jsonl(out, out_rows)
-
-    report = {}
-    for kind, vals in by_kind.items():
-        report[kind] = {}
-        for subset, keep in (("all", lambda x: True), ("model_written", lambda x: not x[3]),
-                             ("reference", lambda x: x[3])):
-            sel = [x for x in vals if keep(x)]
-            if sel:
-                report[kind][subset] = agreement([x[0] for x in sel], [x[1] for x in sel],
-                                                 [x[2] for x in sel]).to_dict()
-    print(f"\n{judge.judge_id} vs human labels ({args.human}):")
-    print(agreement_table(report))
+    has_split = any(m.split for m in meta)
+    result = calibrate(judge, rows, meta, tq, progress=True)
+    print(f"{result.n_labels} labels"
+          + (f" (split: {args.split})" if has_split else "")
+          + f"; {result.n_matched} matched a TruthfulQA question by exact text "
+          f"({result.n_questions} distinct questions)"
+          + (f"; {result.n_labels - result.n_matched} have no references"
+             if result.n_matched < result.n_labels else ""))
+    if result.overlap_questions:
+        print(f"warning: {result.overlap_questions} of {len({r.question for r in rows})} "
+              f"calibration questions were used to train {judge.judge_id}: these numbers are "
+              "optimistic. For honest numbers calibrate on held-out questions (judge-train "
+              "--holdout-frac, or the steered set's --split test), and see the judge's stored "
+              "cross-validated agreement below.", file=sys.stderr)
+    atomic_write_jsonl(out, result.rows)
+    print(f"\n{judge.judge_id} vs labels ({', '.join(args.human)}"
+          + (f", split {args.split}" if has_split else "") + "):")
+    print(agreement_table(result.report))
+    if result.by_config:
+        print("\nper configuration:")
+        print(config_table(result.by_config))
+    flagged = [r["nonanswer"]["flagged"] for r in result.rows if "nonanswer" in r]
+    if flagged:
+        print(f"\nnon-answer detector: {sum(flagged)} of {len(flagged)} label rows flagged")
     stored = judge.agreement
     if stored:
         for split, rep in stored.items():
@@ -201,15 +217,30 @@ def run_train(args: argparse.Namespace) -> int:
         recipe["max_train_answers"] = args.max_answers
     if args.folds is not None:
         recipe["folds"] = args.folds
+    if args.steered_weight is not None:
+        recipe["steered_weight"] = args.steered_weight
+    if args.fluency:
+        recipe["fluency"] = True
+    if args.no_nonanswer:
+        recipe["nonanswer_block"] = False
     recipe["seed"] = args.seed
     cfg = LearnedJudgeConfig.from_dict(recipe)
     truth = read_labels(args.human_truth, limit=args.limit)
     info = read_labels(args.human_info, limit=args.limit)
+    steered, sources = None, [args.human_truth, args.human_info]
+    if args.steered:
+        from evals.judges.steered import read_steered_train
+
+        s_truth, s_info, counts = read_steered_train(*args.steered)
+        steered, sources = (s_truth, s_info), sources + list(args.steered)
+        print(f"steered labels: {len(s_truth)} truth + {len(s_info)} info TRAIN rows"
+              + (f" ({counts['skipped_non_train']} rows of other splits skipped)"
+                 if counts["skipped_non_train"] else ""))
     tq = load_truthfulqa(args.truthfulqa)
     out = Path(args.out)
     judge = train_learned_judge(truth, info, tq, cfg, model_loader_for(args.device),
-                                name=out.name, sources=[args.human_truth, args.human_info],
-                                holdout_frac=args.holdout_frac)
+                                name=out.name, sources=sources,
+                                holdout_frac=args.holdout_frac, steered=steered)
     judge.save(out)
     held = set(judge.info["heldout_question_keys"])
     if held:

@@ -106,7 +106,7 @@ def test_config__validation():
         LearnedJudgeConfig(folds=1)
     with pytest.raises(InputError, match="probe_layers"):
         LearnedJudgeConfig(probe_layers=())
-    assert LearnedJudgeConfig(probe_model=None).blocks == ("ref",)
+    assert LearnedJudgeConfig(probe_model=None, nonanswer_block=False).blocks == ("ref",)
 
 
 def test_learned_judge__trains_on_human_labels_saves_safetensors_and_reloads(tmp_path):
@@ -229,3 +229,67 @@ def test_sentence_embedder__same_vectors_whatever_the_hash_seed():
                              text=True, check=True, cwd=Path(__file__).resolve().parents[2])
         digests.add(out.stdout.strip().splitlines()[-1])
     assert len(digests) == 1
+
+
+def test_learned_judge__trains_on_steered_train_rows_weighted_and_reports_them(tmp_path):
+    """Steered rows join training with the recipe's weight, held-out questions' steered rows
+    are left out, and their out-of-fold agreement is its own subset ("steered")."""
+    from evals.labels import LabelRow
+
+    tq = load_csv(truthfulqa_csv())
+    folder = small_label_folder(tmp_path, n_questions=16)
+    truth = read_labels(folder / "human_truth_dev.jsonl")
+    info = read_labels(folder / "human_info_dev.jsonl")
+    qs = sorted({r.question for r in truth})
+    evasions = ["I'm ready.", "I'll be happy to help you anytime.", "samesamesame Results",
+                "from where do I stand yet to make"]
+    steered = tuple([LabelRow(q, a, kind, kind == "truthful", 0) for q in qs for a in evasions]
+                    for kind in ("truthful", "informative"))
+    cfg = LearnedJudgeConfig(probe_model=None, folds=3, ref_c_grid=(1.0,), steered_weight=5.0)
+    judge = train_learned_judge(truth, info, tq, cfg, progress=False, holdout_frac=0.25,
+                                feature_cache=tmp_path / "f.sqlite", steered=steered)
+    kinds = judge.info["kinds"]
+    assert kinds["informative"]["n_steered_rows"] == 12 * len(evasions)  # 12 train questions
+    assert kinds["informative"]["n_steered_rows_held_out"] == 4 * len(evasions)
+    assert judge.info["n_steered_label_rows"] == {"truthful": 64, "informative": 64}
+    assert judge.info["steered_weight"] == 5.0 and cfg.blocks == ("ref", "nonanswer")
+    cv = judge.agreement["cv"]["informative"]
+    assert cv["steered"]["n"] == 48 and cv["steered"]["human_rate"] == 0.0
+    assert cv["all"]["n"] == kinds["informative"]["n_train_rows"] - 48  # TruthfulQA rows only
+    assert cv["steered"]["judge_rate"] < 0.2  # it learned that these are not informative
+    q = tq.questions[0]
+    res = judge.judge([JudgeItem(q.question, "I'm ready.", q.correct_answers,
+                                 q.incorrect_answers, q.best_answer),
+                       JudgeItem(q.question, q.correct_answers[0], q.correct_answers,
+                                 q.incorrect_answers, q.best_answer)], progress=False)
+    assert res[0].nonanswer.flagged and not res[1].nonanswer.flagged
+    assert res[0].informative.p_yes < res[1].informative.p_yes
+
+
+def test_config__old_recipes_load_without_the_new_blocks():
+    old = {k: v for k, v in LearnedJudgeConfig().to_dict().items()
+           if k not in ("nonanswer_block", "steered_weight", "fluency")}
+    old["recipe_version"] = "1"
+    assert LearnedJudgeConfig.from_dict(old).blocks == ("ref", "probe")
+    assert LearnedJudgeConfig(fluency=True).blocks == ("ref", "probe", "fluency", "nonanswer")
+    with pytest.raises(InputError, match="fluency needs a probe model"):
+        LearnedJudgeConfig(probe_model=None, fluency=True)
+
+
+def test_fluency_features__shared_prefix_batches_match_a_full_forward():
+    from evals.judges.fluency import fluency_features, fluency_prefix
+
+    m = tiny_llama(n_layers=2)
+    tok = m.tokenizer
+    qs = ["Why is the sky blue?", "Why is the sky blue?", "Q2?", "Why is the sky blue?"]
+    answers = ["Scattering of sunlight by air.", "x", "Yes yes yes yes yes", "Because."]
+    feats = fluency_features(m.hf_model, tok, qs, answers, batch_size=2)
+    for q, a, row in zip(qs, answers, feats):
+        p = tok(fluency_prefix(q))["input_ids"]
+        t = tok(" " + a, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = m.hf_model(torch.tensor([p + t])).logits[0].float()
+        lp = torch.log_softmax(logits, -1)[len(p) - 1:len(p) - 1 + len(t)].gather(
+            -1, torch.tensor(t)[:, None])[:, 0].numpy()
+        np.testing.assert_allclose(row, [lp.mean(), lp[:8].mean(), (lp < -10).mean(), lp.min()],
+                                   atol=1e-4, rtol=1e-4)

@@ -92,3 +92,43 @@ def test_calibrate__hf_judge_on_the_embedded_model_via_make_judge(trained, capsy
     rows = [json.loads(x) for x in scores.read_text().splitlines()]
     assert len(rows) == 6 and all(r["judge_id"] == "hf:smollm2-135m-instruct" for r in rows)
     assert all(r["verdict"] in ("yes", "no") and r["p_yes"] is not None for r in rows)
+
+
+def test_calibrate__steered_files_split_per_configuration_and_true_x_informative(
+        trained, capsys, monkeypatch):
+    root, folder, out = trained
+    monkeypatch.setenv("TRUTHSTEER_CACHE", str(root / "cache"))
+    lines = [json.loads(x) for x in (out / "heldout_truth.jsonl").read_text().splitlines()]
+    question = lines[0]["prompt"].split("\n")[0][3:]
+    answers = [("I'm ready.", "chat/broken@L15x12", "test", True, False),
+               ("the the the the the the the the the the", "chat/broken@L15x12", "test",
+                True, False),
+               (lines[0]["prompt"].split("\nA: ")[1].split("\n")[0], "chat/baseline", "test",
+                lines[0]["completion"] == " yes", True),
+               ("Something else entirely.", "chat/baseline", "train", False, True)]
+    paths = {}
+    for kind, tail, col in (("truth", "True:", 3), ("info", "Helpful:", 4)):
+        paths[kind] = root / f"steered_{kind}.jsonl"
+        paths[kind].write_text("".join(json.dumps({
+            "prompt": f"Q: {question}\nA: {a[0]}\n{tail}",
+            "completion": " yes" if a[col] else " no", "config": a[1], "split": a[2],
+            "question_id": 0, "answer_id": f"{a[1]}#{i}", "prompt_style": "chat"}) + "\n"
+            for i, a in enumerate(answers)))
+    scores = root / "steered_scores.jsonl"
+    capsys.readouterr()
+    code = main(["calibrate", "--judge", f"learned:{out}", "--human", str(paths["truth"]),
+                 str(paths["info"]), "--split", "test", "--truthfulqa", str(truthfulqa_csv()),
+                 "--out", str(scores)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "6 labels (split: test)" in printed  # 3 test answers x 2 kinds; the train row is out
+    assert "per configuration" in printed and "chat/broken@L15x12" in printed
+    assert "true_x_info" in printed
+    rows = [json.loads(x) for x in scores.read_text().splitlines()]
+    assert len(rows) == 6 and {r["split"] for r in rows} == {"test"}
+    assert {r["config"] for r in rows} == {"chat/broken@L15x12", "chat/baseline"}
+    assert all(r["nonanswer"]["flagged"] for r in rows if r["config"] == "chat/broken@L15x12")
+    code = main(["calibrate", "--judge", f"learned:{out}", "--human",
+                 str(out / "heldout_truth.jsonl"), "--split", "test", "--truthfulqa",
+                 str(truthfulqa_csv()), "--out", str(root / "x.jsonl")])
+    assert code == 2 and "'split' field" in capsys.readouterr().err
