@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from harness.cli.generate import add_data_args
@@ -23,6 +24,16 @@ def register(sub) -> None:
                    help="run only shard i of n (0-based): cells whose sorted-id rank is i mod n")
     p.add_argument("--merge", nargs="+", default=None, metavar="SRC_RUN_DIR",
                    help="instead of running: copy finished cells of these run dirs into --out")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="who computes the cells: this process (default) or workers on a Ray "
+                   "cluster, one model per worker, a GPU each on CUDA (pip install "
+                   "'truthsteer[ray]'; see docs/sweeps.md)")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --executor ray: the cluster to join (e.g. auto, or HEAD_IP:6379 "
+                   "from `ray start --head`); default: start a local Ray instance")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --executor ray: how many workers (default: one per GPU on CUDA, "
+                   "one per CPU otherwise)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -40,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from harness.sweep.grid import parse_shard
 
     if args.merge:
-        if args.config or args.shard:
-            raise ConfigError("--merge takes run dirs only (no CONFIG, no --shard)")
+        if args.config or args.shard or args.executor != "local" or args.address or args.workers:
+            raise ConfigError("--merge takes run dirs only (no CONFIG, --shard, --executor, "
+                              "--address or --workers)")
         from harness.sweep.merge import merge_runs
 
         n = merge_runs(args.merge, args.out)
@@ -51,10 +63,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give a CONFIG.toml (or --merge SRC_RUN_DIR ...)")
     cfg = load_config(args.config)
     shard = parse_shard(args.shard) if args.shard else None
-    from harness.sweep.run import run_sweep
+    from harness.sweep.executors import WorkersDied, make_executor
     from harness.sweep.export import summary_markdown
+    from harness.sweep.run import run_sweep
 
-    summary = run_sweep(cfg, args.out, args.truthfulqa, shard, progress=not args.no_progress)
+    executor = make_executor(args.executor, args.address, args.workers)
+    try:
+        summary = run_sweep(cfg, args.out, args.truthfulqa, shard,
+                            progress=not args.no_progress, executor=executor)
+    except WorkersDied as err:
+        print(f"truthsteer sweep: {err}", file=sys.stderr)
+        return 1
     print(f"{summary['computed']} cell(s) computed, {summary['already_done']} already done, "
           f"{summary['shard_cells']} in this shard of {summary['cells']}; run dir: {args.out}")
     print(summary_markdown(args.out))

@@ -25,6 +25,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from evals.errors import InputError
 from harness.config import ConfigError
 from harness.sweep.grid import Cell
 
@@ -61,6 +62,7 @@ class WorkerPayload:
     fingerprint: dict[str, str]       # the driver's model fingerprint (run.json's)
     code: dict[str, str]              # the driver's code version, recorded in every cell
     run_dir: str
+    pack: int = 1                     # cells whose batches are shared (the driver's setting)
 
 
 class SweepWorker:
@@ -88,6 +90,7 @@ class SweepWorker:
                               f"with {fingerprint} (same model files and dtype on every node)")
         self.ctx = build_context(cfg, payload.tqa, self.tmp, model, payload.ref_texts,
                                  payload.code, progress=False)
+        self.ctx.pack = payload.pack
 
     def run(self, cells: list[Cell]) -> list[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
         from harness.sweep.run import compute_cells
@@ -114,7 +117,8 @@ class RayExecutor:
     ``address``: an existing cluster (``ray start --head`` prints it; ``auto`` finds the local
     one); None starts a local Ray instance for this run unless ``ray.init`` was already called.
     ``workers``: actors (default: one per GPU of the cluster on CUDA, one per CPU otherwise).
-    ``cells_per_task``: cells per call (more amortises per-call overhead; a death loses them).
+    ``cells_per_task``: cells per call (default: the run's pack size, so a call is one packed
+    batch of cells; fewer spread a small grid over more workers; a death loses one call's).
     ``max_worker_deaths``: deaths tolerated (each one's cells go to a fresh actor) before the
     run stops dispatching, keeps what finished, and says to rerun.
     """
@@ -122,7 +126,7 @@ class RayExecutor:
     address: str | None = None
     workers: int | None = None
     num_gpus: float | None = None
-    cells_per_task: int = 1
+    cells_per_task: int | None = None
     max_worker_deaths: int = 2
     worker_class: type = SweepWorker
     init_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -130,7 +134,7 @@ class RayExecutor:
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"--workers {self.workers}: give at least 1")
-        if self.cells_per_task < 1:
+        if self.cells_per_task is not None and self.cells_per_task < 1:
             raise ConfigError(f"cells_per_task={self.cells_per_task}: give at least 1")
 
     def run(self, ctx, cells: list[Cell], out: Path, progress: bool = True) -> int:
@@ -164,15 +168,16 @@ class RayExecutor:
                               "[model] device = \"cpu\")")
         n_workers = self.workers or max(1, int(resources.get("GPU", 0) // gpus if gpus
                                                else resources.get("CPU", 1)))
-        groups = deque(cells[i:i + self.cells_per_task]
-                       for i in range(0, len(cells), self.cells_per_task))
+        pack = getattr(ctx, "pack", 1)
+        per_task = self.cells_per_task or (ctx.pack_size() if hasattr(ctx, "pack_size") else 1)
+        groups = deque(cells[i:i + per_task] for i in range(0, len(cells), per_task))
         n_workers = min(n_workers, len(groups))
         directions = {p.name: p.read_bytes() for p in sorted((out / "directions").glob("*"))
                       if p.is_file()} if (out / "directions").is_dir() else {}
         ref_texts = load_reference_text(cfg.metrics.reference_text) \
             if cfg.metrics.side_effects else None
         shared = ray.put(WorkerPayload(cfg, ctx.tqa, directions, ref_texts,
-                                       ctx.model.fingerprint(), ctx.code, str(out)))
+                                       ctx.model.fingerprint(), ctx.code, str(out), pack))
         actor_cls = ray.remote(num_gpus=gpus, num_cpus=1, max_restarts=0)(self.worker_class)
 
         def spawn():
@@ -206,13 +211,15 @@ class RayExecutor:
                     last_error = str(err).strip().splitlines()[-1][:200] if str(err) else ""
                     if deaths <= self.max_worker_deaths:
                         groups.appendleft(group)
-                        submit(spawn())
+                        fresh = spawn()
+                        if not submit(fresh):
+                            fresh.close(ray)
                     else:
                         lost += group
                     continue
-                except ray.exceptions.RayTaskError as err:
-                    cause = err.as_instanceof_cause()
-                    raise (cause if isinstance(cause, ConfigError) else err) from None
+                except ray.exceptions.RayTaskError as err:  # a cell failed: fail as locally
+                    cause = getattr(err, "cause", None)
+                    raise (cause if isinstance(cause, InputError) else err) from None
                 for cell_id, rows, desc in results:
                     if cell_id not in finished_cells(out):
                         write_cell(out, cell_id, rows, desc)
