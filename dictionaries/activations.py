@@ -26,9 +26,10 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
 from dictionaries.config import ActivationConfig, DictionaryConfigError
+from evals.io import atomic_path, atomic_write_json
+from evals.io import progress as progress_bar
 
 ACTIVATIONS_KEY = "activations"
 
@@ -239,10 +240,8 @@ def save_activations(path: str | Path, acts: torch.Tensor, metadata: dict[str, s
                      ) -> Path:
     """Write ``acts`` [n, d_in] as a safetensors file holding the tensor ``activations``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    save_file({ACTIVATIONS_KEY: acts.contiguous()}, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({ACTIVATIONS_KEY: acts.contiguous()}, str(tmp), metadata=metadata)
     return path
 
 
@@ -294,7 +293,8 @@ def cache_activations(chunks: Iterable[torch.Tensor], out_dir: str | Path, n_tok
     shards: list[Path] = []
     pending: list[torch.Tensor] = []
     n_pending = written = 0
-    bar = tqdm(total=n_tokens, desc="caching activations", unit="tok", disable=not progress)
+    bar = progress_bar(total=n_tokens, desc="caching activations", unit="tok",
+                       disable=not progress)
 
     def write(block: torch.Tensor) -> None:
         shards.append(save_activations(out / f"shard_{len(shards):05d}.safetensors",
@@ -318,5 +318,5 @@ def cache_activations(chunks: Iterable[torch.Tensor], out_dir: str | Path, n_tok
         written += n_pending
     bar.close()
     info = {**(metadata or {}), "n_tokens": written, "shards": [p.name for p in shards]}
-    (out / "cfg.json").write_text(json.dumps(info, indent=2))
+    atomic_write_json(out / "cfg.json", info)
     return shards

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from dictionaries.config import DictionaryConfig, DictionaryConfigError, from_dict, to_dict
 from dictionaries.saes import Dictionary
+from evals.io import atomic_dir
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -69,23 +70,20 @@ def save_dictionary(sae: Dictionary, path: str | Path, *, metadata: dict[str, An
                     extra: dict[str, Any] | None = None) -> Path:
     """Write ``sae`` as a SAELens-style folder (complete or not at all) and return its path."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    weights = {"W_enc": sae.W_enc, "W_dec": sae.W_dec, "b_enc": sae.b_enc, "b_dec": sae.b_dec}
-    if sae.threshold is not None:
-        weights["threshold"] = sae.threshold
-    save_file({k: v.detach().float().contiguous().cpu() for k, v in weights.items()},
-              str(tmp / WEIGHTS_FILE))
-    (tmp / CFG_FILE).write_text(json.dumps(saelens_cfg(sae, metadata), indent=2))
-    if extra is not None:
-        (tmp / EXTRA_FILE).write_text(json.dumps(extra, indent=2, default=str))
-    if path.exists():
-        for child in path.iterdir():  # keep logs written while training
-            if not (tmp / child.name).exists():
-                shutil.move(str(child), tmp / child.name)
-        shutil.rmtree(path)
-    tmp.replace(path)
+    with atomic_dir(path) as tmp:  # replaces an existing folder once the new one is complete
+        weights = {"W_enc": sae.W_enc, "W_dec": sae.W_dec, "b_enc": sae.b_enc,
+                   "b_dec": sae.b_dec}
+        if sae.threshold is not None:
+            weights["threshold"] = sae.threshold
+        save_file({k: v.detach().float().contiguous().cpu() for k, v in weights.items()},
+                  str(tmp / WEIGHTS_FILE))
+        (tmp / CFG_FILE).write_text(json.dumps(saelens_cfg(sae, metadata), indent=2))
+        if extra is not None:
+            (tmp / EXTRA_FILE).write_text(json.dumps(extra, indent=2, default=str))
+        if path.exists():
+            for child in path.iterdir():  # keep logs written while training
+                if not (tmp / child.name).exists():
+                    shutil.move(str(child), tmp / child.name)
     return path
 
 

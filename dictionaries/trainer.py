@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from dictionaries.config import DictionaryConfig, DictionaryConfigError, TrainConfig
 from dictionaries.saes import Dictionary
 from dictionaries.steps import compute_grads, remove_parallel_grad
+from evals.io import progress as progress_bar
 
 SCALE_SAMPLE_TOKENS = 16_384
 THRESHOLD_EMA = 0.01
@@ -212,8 +212,8 @@ def train(cfgs: list[DictionaryConfig], batches: Iterable[torch.Tensor], train_c
     start = time.perf_counter()
     tokens = 0
     step = 0
-    bar = tqdm(total=train_cfg.n_steps, desc="training dictionaries", unit="step",
-               disable=not progress)
+    bar = progress_bar(total=train_cfg.n_steps, desc="training dictionaries", unit="step",
+                       disable=not progress)
     try:
         for step, batch in enumerate(itertools.islice(stream, train_cfg.n_steps)):
             x = batch.to(device, torch.float32, non_blocking=True).mul_(scale)
