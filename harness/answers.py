@@ -24,10 +24,29 @@ def answer_rows(model, questions: Sequence[Any], gen: GenerationConfig, interven
 
     answers = generate_answers(model, [q.question for q in questions], gen, interventions,
                                progress=progress)
-    return [{"question_id": q.id, "question": q.question, **labels,
-             "prompt_style": a["prompt_style"], "prompt_token_ids": a["prompt_token_ids"],
-             "answer_token_ids": a["answer_token_ids"], "answer": a["answer"]}
-            for q, a in zip(questions, answers)]
+    return [_row(q, a, labels) for q, a in zip(questions, answers)]
+
+
+def packed_answer_rows(model, jobs: Sequence[tuple[Sequence[Any], Any, dict[str, Any]]],
+                       gen: GenerationConfig, progress: bool = False) -> list[list[dict]]:
+    """``answer_rows`` for several (questions, interventions, labels) jobs at once: their
+    questions share batches (per-row steering); one row list per job, as ``answer_rows``."""
+    from harness.generation import generate_answers
+
+    flat = [q for qs, _, _ in jobs for q in qs]
+    group_of = [j for j, (qs, _, _) in enumerate(jobs) for _ in qs]
+    answers = generate_answers(model, [q.question for q in flat], gen, progress=progress,
+                               groups=[list(ivs) for _, ivs, _ in jobs], group_of=group_of)
+    out: list[list[dict]] = [[] for _ in jobs]
+    for j, q, a in zip(group_of, flat, answers):
+        out[j].append(_row(q, a, jobs[j][2]))
+    return out
+
+
+def _row(q, a: dict[str, Any], labels: dict[str, Any]) -> dict[str, Any]:
+    return {"question_id": q.id, "question": q.question, **labels,
+            "prompt_style": a["prompt_style"], "prompt_token_ids": a["prompt_token_ids"],
+            "answer_token_ids": a["answer_token_ids"], "answer": a["answer"]}
 
 
 def answer_to_file(out: Path, model, questions: Sequence[Any], gen: GenerationConfig,

@@ -81,15 +81,17 @@ def prefix_cache(model, prefix: Sequence[int]):
     return output_cache(model.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1))
 
 
-def with_prefix(prefix: Sequence[int], cache, ids: torch.Tensor, mask: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+def with_prefix(prefix: Sequence[int], cache, ids: torch.Tensor, mask: torch.Tensor,
+                rows: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """(input_ids, attention_mask, cache) for a batch continuing ``prefix``: the prefix's ids and
-    a copy of its cache repeated over the batch, then the left-padded rest."""
+    a copy of its cache repeated over the batch (or, per-row steering, each row's group's
+    cache: ``cache`` maps group -> cache, ``rows`` gives each row's group), then the
+    left-padded rest."""
     batch = ids.shape[0]
     head = torch.tensor([list(prefix)], dtype=ids.dtype, device=ids.device).expand(batch, -1)
     return (torch.cat([head, ids], dim=1),
             torch.cat([torch.ones_like(head, dtype=mask.dtype), mask], dim=1),
-            repeat_cache(cache, batch))
+            continue_prefix(cache, rows, batch))
 
 
 def repeat_cache(cache, batch: int):
@@ -97,6 +99,45 @@ def repeat_cache(cache, batch: int):
     cache = copy.deepcopy(cache)
     cache.batch_repeat_interleave(batch)
     return cache
+
+
+def stack_caches(caches: Sequence[Any], rows: Sequence[int]):
+    """A new KV cache whose row b is a copy of the batch-1 cache ``caches[rows[b]]`` (per-row
+    steering: each steering group's shared prefix, computed alone, continued per row)."""
+    if len(set(rows)) == 1:
+        return repeat_cache(caches[rows[0]], len(rows))
+    out = copy.deepcopy(caches[rows[0]])
+    index = torch.as_tensor(list(rows), dtype=torch.long)
+    for i, layer in enumerate(out.layers):
+        if getattr(layer, "keys", None) is None or layer.keys.numel() == 0:
+            continue
+        sel = index.to(layer.keys.device)
+        layer.keys = torch.cat([c.layers[i].keys for c in caches])[sel]
+        layer.values = torch.cat([c.layers[i].values for c in caches])[sel]
+    return out
+
+
+def group_prefix_caches(model, state, prefix: Sequence[int], groups: Sequence[int] | None):
+    """The shared prefix's KV cache under the active hooks: one batch-1 cache, or (per-row
+    steering) one per steering group in ``groups``, each computed alone as a cell alone would."""
+    if groups is None:
+        state.reset()
+        return prefix_cache(model, prefix)
+    caches = {}
+    for g in sorted(set(groups)):
+        state.reset()
+        state.select_rows([g], model.device)
+        caches[g] = prefix_cache(model, prefix)
+    return caches
+
+
+def continue_prefix(caches, rows: Sequence[int] | None, batch: int):
+    """A batch's copy of the prefix cache(s): repeated, or stacked per row's group."""
+    if rows is None:
+        return repeat_cache(caches, batch)
+    keys = sorted(caches)
+    pos = {g: k for k, g in enumerate(keys)}
+    return stack_caches([caches[g] for g in keys], [pos[g] for g in rows])
 
 
 def generate_kwargs(cfg: GenerationConfig, tokenizer: Any, style: str) -> dict[str, Any]:
@@ -118,14 +159,23 @@ def generate_kwargs(cfg: GenerationConfig, tokenizer: Any, style: str) -> dict[s
 @torch.inference_mode()
 def generate_answers(model, questions: Sequence[str], cfg: GenerationConfig,
                      interventions: Sequence[Intervention] = (), progress: bool = True,
-                     desc: str = "generating", share_prefix: bool = True
-                     ) -> list[dict[str, Any]]:
+                     desc: str = "generating", share_prefix: bool = True,
+                     groups: Sequence[Sequence[Intervention]] | None = None,
+                     group_of: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """Answer each question; one dict per question, in input order.
 
     Each dict holds ``prompt_token_ids``, ``answer_token_ids`` (the generated ids cut where the
     answer ends), ``generated_token_ids`` (uncut, without padding) and ``answer`` (text).
     ``share_prefix=False`` runs every prompt whole (same answers, slower; for comparisons).
+
+    Packed (per-row steering): ``groups`` lists steering configurations and ``group_of[i]``
+    says which one steers question i (a question may appear once per group); batches mix
+    groups. Greedy answers equal each group's answers alone (up to batch-shape rounding).
     """
+    if (groups is None) != (group_of is None) or (groups is not None and interventions):
+        raise ValueError("generate_answers: give interventions, or groups with group_of")
+    if group_of is not None and len(group_of) != len(questions):
+        raise ValueError(f"group_of has {len(group_of)} entries for {len(questions)} questions")
     tok = model.tokenizer
     style = resolve_style(cfg.prompt_style, tok)
     prompts = [prompt_token_ids(q, style, tok) for q in questions]
@@ -138,17 +188,20 @@ def generate_answers(model, questions: Sequence[str], cfg: GenerationConfig,
     bar = progress_bar(total=len(questions), desc=desc, unit="q", disable=not progress,
                        leave=False)
     cache_kw = cache_kwarg(model)
-    with hooks(model, interventions) as state:
+    with hooks(model, interventions, groups=groups) as state:
         cache = None
         if shared:
-            state.reset()
-            cache = prefix_cache(model, prompts[0][:shared])
+            cache = group_prefix_caches(model, state, prompts[0][:shared], group_of)
         for b, batch in enumerate(plan_batches([len(p) for p in prompts], cfg.batch_size)):
             ids, mask = pad_left([prompts[i][shared:] for i in batch], tok.pad_token_id,
                                  model.device)
+            rows = None if group_of is None else [group_of[i] for i in batch]
             extra: dict[str, Any] = {}
             if cache is not None:
-                ids, mask, extra[cache_kw] = with_prefix(prompts[0][:shared], cache, ids, mask)
+                ids, mask, extra[cache_kw] = with_prefix(prompts[0][:shared], cache, ids, mask,
+                                                         rows)
+            if rows is not None:
+                state.select_rows(rows, model.device)
             if cfg.do_sample:
                 torch.manual_seed(cfg.seed + b)
             state.reset(shared, ids.shape[1] if shared else None)

@@ -22,10 +22,10 @@ from evals.truthfulqa import Question
 from harness.generation import (
     cache_kwarg,
     common_prefix_length,
+    continue_prefix,
+    group_prefix_caches,
     output_cache,
     pad_left,
-    prefix_cache,
-    repeat_cache,
     window_allows_prefix,
 )
 from harness.prompts import qa_prompt
@@ -74,14 +74,21 @@ def _answer_rows(answers, qs, tok, dev):
 def answer_logprobs(model, prompts: Sequence[Sequence[int]],
                     answers: Sequence[Sequence[Sequence[int]]],
                     interventions: Sequence[Intervention] = (), batch_questions: int = 4,
-                    progress: bool = False) -> list[list[float]]:
+                    progress: bool = False,
+                    groups: Sequence[Sequence[Intervention]] | None = None,
+                    group_of: Sequence[int] | None = None) -> list[list[float]]:
     """Summed log p(answer tokens | prompt) for each answer of each prompt (ragged output).
 
     Per batch of prompts: one pass over the prompts (KV cache kept), one over all their answers.
     The token prefix the prompts share (the QA primer) is computed once and its cache reused,
     which halves the work; the token counter is told where each batch's prompt ends, so
     ``prompt``/``generated`` positions mean the prompt and the answer tokens exactly.
+
+    Packed (per-row steering): ``groups`` lists steering configurations and ``group_of[i]``
+    says which one steers prompt i; batches mix groups, each row steered as it would be alone.
     """
+    if (groups is None) != (group_of is None) or (groups is not None and interventions):
+        raise ValueError("answer_logprobs: give interventions, or groups with group_of")
     tok, dev = model.tokenizer, model.device
     cache_kw = cache_kwarg(model)
     out: list[list[float]] = [[] for _ in prompts]
@@ -91,17 +98,19 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
     shared = shared if window_allows_prefix(model, longest) else 0
     bar = progress_bar(total=len(prompts), desc="multiple choice", unit="q",
                        disable=not progress, leave=False)
-    with hooks(model, interventions) as state:
+    with hooks(model, interventions, groups=groups) as state:
         prefix = None
         if shared:
-            state.reset()
-            prefix = prefix_cache(model, prompts[0][:shared])
+            prefix = group_prefix_caches(model, state, prompts[0][:shared], group_of)
         for start in range(0, len(prompts), batch_questions):
             qs = list(range(start, min(start + batch_questions, len(prompts))))
             ids, mask = pad_left([prompts[i][shared:] for i in qs], tok.pad_token_id, dev)
+            row_groups = None if group_of is None else [group_of[i] for i in qs]
+            if row_groups is not None:
+                state.select_rows(row_groups, dev)
             kwargs = {}
             if prefix is not None:
-                kwargs[cache_kw] = repeat_cache(prefix, len(qs))
+                kwargs[cache_kw] = continue_prefix(prefix, row_groups, len(qs))
                 full = torch.cat([torch.ones(len(qs), shared, dtype=mask.dtype, device=dev),
                                   mask], dim=1)
             else:
@@ -114,6 +123,8 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
             rows, a_ids, a_mask, owner = _answer_rows(answers, qs, tok, dev)
             cache = output_cache(res)
             cache.batch_select_indices(owner)
+            if row_groups is not None:
+                state.select_rows([row_groups[b] for b in owner.tolist()], dev)
             pos = shared + mask.sum(1)[owner][:, None] + torch.arange(a_ids.shape[1],
                                                                       device=dev)[None]
             res2 = model.hf_model(input_ids=a_ids, attention_mask=torch.cat(
@@ -133,11 +144,14 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
 
 
 def score_mc(model, items: Sequence[MCItem], interventions: Sequence[Intervention] = (),
-             batch_questions: int = 4, progress: bool = False) -> dict[str, np.ndarray]:
-    """Per-question MC1, MC2 and MC3 (arrays aligned with ``items``) under ``interventions``."""
+             batch_questions: int = 4, progress: bool = False,
+             groups: Sequence[Sequence[Intervention]] | None = None,
+             group_of: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """Per-question MC1, MC2 and MC3 (arrays aligned with ``items``) under ``interventions``
+    (or, packed, item i under ``groups[group_of[i]]``)."""
     answers = [list(it.true_ids) + list(it.false_ids) for it in items]
     scores = answer_logprobs(model, [it.prompt_ids for it in items], answers, interventions,
-                             batch_questions, progress)
+                             batch_questions, progress, groups=groups, group_of=group_of)
     mc = np.array([mc_scores(s[:len(it.true_ids)], s[len(it.true_ids):], it.answers.best_index)
                    for it, s in zip(items, scores)], dtype=np.float64).reshape(-1, 3)
     return {"question_id": np.array([it.question_id for it in items], dtype=np.int64),

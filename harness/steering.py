@@ -206,12 +206,70 @@ def _make_adder(deltas: dict[str, torch.Tensor], counter: TokenCounter):
     return add
 
 
+class RowGroups:
+    """Which steering group each row of the current batch belongs to (per-row steering).
+
+    ``select`` is called before each forward/generate call; adders gather their per-group
+    delta tables with the index once per selection (``version`` tells them it changed)."""
+
+    def __init__(self, n_groups: int) -> None:
+        self.n_groups, self.index, self.version = n_groups, None, 0
+
+    def select(self, groups: Sequence[int], device: torch.device | str) -> None:
+        if any(not 0 <= g < self.n_groups for g in groups):
+            raise ValueError(f"row groups {sorted(set(groups))} outside 0..{self.n_groups - 1}")
+        self.index = torch.as_tensor(list(groups), dtype=torch.long, device=device)
+        self.version += 1
+
+
+def _row_tables(site: HookSite, groups: list[list[Intervention]], ref: torch.Tensor
+                ) -> dict[str, torch.Tensor]:
+    """Per position class, a [n_groups, width] table of each group's summed vector (zeros
+    for groups not steered at this site or in that class); rows summed as ``_deltas`` sums."""
+    width = site.width * site.n_heads
+    per_group = [_deltas(site, ivs, ref) for ivs in groups]
+    classes = [c for c in POSITIONS if any(c in d for d in per_group)]
+    zero = torch.zeros(width, dtype=ref.dtype, device=ref.device)
+    return {c: torch.stack([d.get(c, zero) for d in per_group]) for c in classes}
+
+
+def _make_row_adder(tables: dict[str, torch.Tensor], counter: TokenCounter, rows: RowGroups):
+    """Like ``_make_adder``, with each row's own vectors: x[b] + table[group of b] (same
+    element-wise operations in the same order, so a row gets exactly what it gets alone)."""
+    gathered: dict[str, torch.Tensor] = {}
+    seen_version = [-1]
+
+    def add(x: torch.Tensor) -> torch.Tensor:
+        if rows.index is None or rows.index.numel() != x.shape[0]:
+            raise RuntimeError(f"per-row steering: {x.shape[0]} rows in the batch but "
+                               f"{0 if rows.index is None else rows.index.numel()} selected "
+                               "(call state.select_rows before each forward)")
+        if seen_version[0] != rows.version:
+            gathered.clear()
+            gathered.update({c: t[rows.index][:, None, :] for c, t in tables.items()})
+            seen_version[0] = rows.version
+        s = x.shape[1]
+        start, plen = counter.seen, counter.prompt_len or 0
+        x = x + gathered["all"] if "all" in gathered else x
+        for cls, delta in gathered.items():
+            if cls == "all":
+                continue
+            pos = torch.arange(start, start + s, device=x.device)
+            mask = (pos < plen) if cls == "prompt" else (pos >= plen)
+            if mask.any():
+                x = x + mask[None, :, None].to(x.dtype) * delta
+        return x
+    return add
+
+
 @dataclass
 class HookState:
-    """What ``hooks`` yields: the token counter and the recorded activations."""
+    """What ``hooks`` yields: the token counter, the recorded activations and, with per-row
+    steering, the row-group selector."""
 
     counter: TokenCounter
     records: dict[str, list[torch.Tensor]]
+    rows: RowGroups | None = None
 
     def reset(self, seen: int = 0, prompt_len: int | None = None) -> None:
         """Call before each new generate/forward call on a fresh prompt batch. When the batch
@@ -219,40 +277,73 @@ class HookState:
         length ``prompt_len`` (prefix + padded rest), so positions keep their meaning."""
         self.counter.reset(seen, prompt_len)
 
+    def select_rows(self, groups: Sequence[int], device: torch.device | str = "cpu") -> None:
+        """Per-row steering: row b of the next forward passes is steered by ``groups[b]``
+        (an index into the ``groups`` given to ``hooks``)."""
+        if self.rows is None:
+            raise RuntimeError("select_rows needs hooks(..., groups=[...])")
+        self.rows.select(groups, device)
+
 
 @contextmanager
 def hooks(model, interventions: Sequence[Intervention] = (),
-          record: Sequence[str] = ()) -> Iterator[HookState]:
+          record: Sequence[str] = (),
+          groups: Sequence[Sequence[Intervention]] | None = None) -> Iterator[HookState]:
     """The one way hooks reach a model: install ``interventions`` (and recorders for the hook
     names in ``record``) on ``model.hf_model``; every hook is removed in ``finally``.
+
+    Per-row steering: pass ``groups`` (a list of intervention lists, one per steering
+    configuration; ``[]`` is unsteered) instead of ``interventions``, and before each forward
+    or generate call ``state.select_rows([group of row 0, group of row 1, ...])``. Each row is
+    steered exactly as it would be alone by its group's interventions (per site, per-group
+    [batch, width] deltas; zeros for unsteered rows).
 
     Recorded activations are detached tensors, one per forward pass, in ``state.records[hook]``:
     [batch, pos, d_model], or [batch, pos, n_heads, d_head] for attn.hook_z. Recorders see the
     activation after any intervention at the same hook.
     """
+    if groups is not None and interventions:
+        raise ValueError("hooks: give interventions or groups, not both")
     counter = TokenCounter()
-    state = HookState(counter, {h: [] for h in record})
+    rows = RowGroups(len(groups)) if groups is not None else None
+    state = HookState(counter, {h: [] for h in record}, rows)
     handles = []
     try:
         handles.append(model.hf_model.register_forward_pre_hook(counter.pre_forward,
                                                                 with_kwargs=True))
         handles.append(model.hf_model.register_forward_hook(counter.post_forward))
-        by_site: dict[str, tuple[HookSite, list[Intervention]]] = {}
-        for iv in interventions:
-            site = by_site.get(iv.hook, (resolve_hook(model, iv.hook), []))[0]
-            check_intervention(site, iv)
-            by_site.setdefault(iv.hook, (site, []))[1].append(iv)
         ref = next(model.hf_model.parameters())
-        for site, ivs in by_site.values():
-            if all(iv.magnitude == 0 for iv in ivs):
-                continue  # adding zero is the identity: skip the hook entirely
-            handles.append(_install(site, _make_adder(_deltas(site, ivs, ref), counter)))
+        if groups is None:
+            for site, ivs in _by_site(model, interventions).values():
+                if all(iv.magnitude == 0 for iv in ivs):
+                    continue  # adding zero is the identity: skip the hook entirely
+                handles.append(_install(site, _make_adder(_deltas(site, ivs, ref), counter)))
+        else:
+            per_group = [_by_site(model, ivs) for ivs in groups]
+            sites = {name: site for g in per_group for name, (site, _) in g.items()}
+            for name, site in sites.items():
+                lists = [list(g[name][1]) if name in g else [] for g in per_group]
+                if all(iv.magnitude == 0 for ivs in lists for iv in ivs):
+                    continue
+                handles.append(_install(site, _make_row_adder(_row_tables(site, lists, ref),
+                                                              counter, rows)))
         for name in record:
             handles.append(_install_recorder(resolve_hook(model, name), state.records[name]))
         yield state
     finally:
         for h in handles:
             h.remove()
+
+
+def _by_site(model, interventions: Sequence[Intervention]
+             ) -> dict[str, tuple[HookSite, list[Intervention]]]:
+    """Interventions grouped by hook name (each checked against its resolved site)."""
+    by_site: dict[str, tuple[HookSite, list[Intervention]]] = {}
+    for iv in interventions:
+        site = by_site.get(iv.hook, (resolve_hook(model, iv.hook), []))[0]
+        check_intervention(site, iv)
+        by_site.setdefault(iv.hook, (site, []))[1].append(iv)
+    return by_site
 
 
 def _install(site: HookSite, add):

@@ -4,7 +4,9 @@
 directions it needs once per fold (saved in RUN_DIR/directions/ and reused on resume and by
 other shards), and for each remaining cell answers the questions, scores MC1/MC2/MC3 and
 measures CE/KL, then writes the cell with ``evals.runs.write_cell`` (atomically: a killed run
-leaves no half cell). Fitted directions (ITI, meandiff) for fold f are fitted on the other folds'
+leaves no half cell). Cells are computed in packs of ``pack``: their answers and MC scores
+share batches through per-row steering (the same results as cell by cell), and each cell is
+still written on its own. Fitted directions (ITI, meandiff) for fold f are fitted on the other folds'
 questions and used only on fold f's questions; a direction-set file's own training questions are
 never evaluated.
 """
@@ -88,41 +90,111 @@ def _groups(by_fold: dict[int, list[Direction]]) -> list[tuple[list[Direction], 
     return list(groups.values())
 
 
-def run_cell(ctx, cell: Cell) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Compute one cell: (answer rows, description with metrics)."""
-    from harness.answers import answer_rows
-    from harness.multiple_choice import score_mc
-    from harness.sideeffects import side_effects
+@dataclass
+class _Part:
+    """One steering configuration of a cell: the interventions of a group of folds, the
+    questions it answers and the MC items it scores."""
 
+    ivs: list
+    folds: list[int]
+    questions: list
+    items: list
+    labels: dict[str, Any]
+
+
+@dataclass
+class _CellPlan:
+    cell: Cell
+    dcfg: Any
+    resolved: Resolved
+    scale: str
+    parts: list[_Part]
+
+
+def _plan_cell(ctx, cell: Cell) -> _CellPlan:
     cfg, plan, fold_of = ctx.cfg, ctx.plan, ctx.plan.fold_of
-    start = time.time()
     if cell.cell_id == BASELINE:
         resolved, dcfg = Resolved({f: [] for f in range(len(plan.folds))}), None
     else:
         dcfg = cfg.direction(cell.direction)
         resolved = ctx.resolver.get(cell.direction, cell.hook)
-    scale = dcfg.scale if dcfg else "raw"
-    positions = cfg.sweep.positions
-    rows, mc_parts, side = [], [], []
+    scale, positions = (dcfg.scale if dcfg else "raw"), cfg.sweep.positions
+    labels = {"cell_id": cell.cell_id, "model": cfg.model.name, "hook": cell.hook,
+              "direction": cell.direction, "kind": dcfg.kind if dcfg else "none",
+              "magnitude": cell.magnitude, "positions": positions, "scale": scale}
+    parts = []
     for dirs, folds in _groups(resolved.by_fold):
         if dcfg is not None and not dirs:
             raise ConfigError(f"{cell.cell_id}: no direction resolved for folds {folds}")
-        ivs = to_interventions(dirs, cell.magnitude, positions, scale)
         keep = [q for q in plan.answer_ids if fold_of[q] in folds and q not in resolved.excluded]
-        if keep:
-            labels = {"cell_id": cell.cell_id, "model": cfg.model.name, "hook": cell.hook,
-                      "direction": cell.direction, "kind": dcfg.kind if dcfg else "none",
-                      "magnitude": cell.magnitude, "positions": positions, "scale": scale}
-            rows += [dict(r, fold=fold_of[r["question_id"]]) for r in answer_rows(
-                ctx.model, ctx.tqa.by_id(keep), cfg.generation, ivs, labels)]
-        if ctx.mc_items:
-            items = [it for it in ctx.mc_items
-                     if fold_of[it.question_id] in folds and it.question_id not in resolved.excluded]
-            if items:
-                mc_parts.append(score_mc(ctx.model, items, ivs))
-        if ctx.reference is not None:
-            side.append((side_effects(ctx.model, ctx.reference, ivs), len(folds)))
+        items = [it for it in ctx.mc_items
+                 if fold_of[it.question_id] in folds and it.question_id not in resolved.excluded]
+        parts.append(_Part(to_interventions(dirs, cell.magnitude, positions, scale), folds,
+                           ctx.tqa.by_id(keep) if keep else [], items, labels))
+    return _CellPlan(cell, dcfg, resolved, scale, parts)
+
+
+def run_cell(ctx, cell: Cell) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Compute one cell: (answer rows, description with metrics)."""
+    return run_pack(ctx, [cell], packed=False)[0]
+
+
+def run_pack(ctx, cells: list[Cell], packed: bool = True
+             ) -> list[tuple[list[dict[str, Any]], dict[str, Any]]]:
+    """Compute several cells: per cell (answer rows, description with metrics).
+
+    ``packed``: the answers (and MC scores) of all the cells' steering configurations share
+    batches (per-row steering), which gives each row what it gets alone; otherwise each
+    configuration runs on its own. Side effects (CE/KL) run per configuration either way.
+    """
+    from harness.answers import answer_rows, packed_answer_rows
+    from harness.multiple_choice import score_mc
+    from harness.sideeffects import side_effects
+
+    start = time.time()
+    plans = [_plan_cell(ctx, c) for c in cells]
+    parts = [part for pl in plans for part in pl.parts]
+    answers, mc = {}, {}
+    jobs = [(k, part) for k, part in enumerate(parts) if part.questions]
+    if packed and jobs:
+        got = packed_answer_rows(ctx.model, [(p.questions, p.ivs, p.labels) for _, p in jobs],
+                                 ctx.cfg.generation)
+        answers = {k: rows for (k, _), rows in zip(jobs, got)}
+    else:
+        answers = {k: answer_rows(ctx.model, p.questions, ctx.cfg.generation, p.ivs, p.labels)
+                   for k, p in jobs}
+    scored = [(k, part) for k, part in enumerate(parts) if part.items]
+    if packed and scored:
+        items = [it for _, p in scored for it in p.items]
+        group_of = [j for j, (_, p) in enumerate(scored) for _ in p.items]
+        flat = score_mc(ctx.model, items, groups=[p.ivs for _, p in scored], group_of=group_of)
+        for j, (k, _) in enumerate(scored):
+            sel = [i for i, g in enumerate(group_of) if g == j]
+            mc[k] = {key: v[sel] for key, v in flat.items()}
+    else:
+        mc = {k: score_mc(ctx.model, p.items, p.ivs) for k, p in scored}
+    side = {k: side_effects(ctx.model, ctx.reference, p.ivs) for k, p in enumerate(parts)
+            } if ctx.reference is not None else {}
+    seconds = round((time.time() - start) / len(cells), 2)
+    out, k = [], 0
+    for pl in plans:
+        ks = range(k, k + len(pl.parts))
+        k += len(pl.parts)
+        out.append(_describe(ctx, pl, [(answers.get(i, []), mc.get(i), side.get(i))
+                                       for i in ks], seconds, len(cells) if packed else 1))
+    return out
+
+
+def _describe(ctx, pl: _CellPlan, results: list, seconds: float, pack: int
+              ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A cell's sorted answer rows and its description, from its parts' results."""
+    cell, dcfg, resolved, scale = pl.cell, pl.dcfg, pl.resolved, pl.scale
+    fold_of, positions = ctx.plan.fold_of, ctx.cfg.sweep.positions
+    rows = [dict(r, fold=fold_of[r["question_id"]]) for part_rows, _, _ in results
+            for r in part_rows]
     rows.sort(key=lambda r: r["question_id"])
+    mc_parts = [m for _, m, _ in results if m is not None]
+    side = [(s, len(part.folds)) for (_, _, s), part in zip(results, pl.parts) if s is not None]
     metrics: dict[str, Any] = {}
     per_question: dict[str, list] = {}
     if mc_parts:
@@ -148,7 +220,7 @@ def run_cell(ctx, cell: Cell) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             "coefficients": {str(f): [float(iv.magnitude) for iv in to_interventions(
                 d, cell.magnitude, positions, scale)][:64] for f, d in resolved.by_fold.items()},
             "metrics": metrics, "mc_per_question": per_question,
-            "seconds": round(time.time() - start, 2), "code": ctx.code}
+            "seconds": seconds, "packed_cells": pack, "code": ctx.code}
     return rows, desc
 
 
@@ -163,14 +235,23 @@ class SweepContext:
     reference: Any
     code: dict[str, str]
     style: str = ""
+    pack: int = 16  # cells whose answers and MC scores share batches (1: cell by cell)
+
+    def pack_size(self) -> int:
+        """Cells computed together: ``pack``, or 1 when sampling (a cell's samples must not
+        depend on which cells it was packed with)."""
+        return 1 if self.cfg.generation.do_sample else self.pack
 
 
 def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,
               shard: tuple[int, int] | None = None, progress: bool = True,
-              executor: Any = None) -> dict[str, Any]:
+              executor: Any = None, pack: int = 16) -> dict[str, Any]:
     """Run (or resume) the cells of ``cfg`` belonging to ``shard``; returns a small summary.
     The directions are fitted here, once; ``executor`` (harness/sweep/executors.py; default:
-    this process) computes and writes the remaining cells."""
+    this process) computes and writes the remaining cells. ``pack`` cells at a time share
+    generation and MC batches (per-row steering; the same results as 1, cell by cell)."""
+    if pack < 1:
+        raise ConfigError(f"--pack {pack}: must be >= 1 (1 runs cell by cell)")
     out = Path(out)
     tqa = load_truthfulqa(truthfulqa or cfg.data.truthfulqa or None)
     plan = plan_questions(cfg, len(tqa))
@@ -192,6 +273,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,
         else None
     code = code_version()
     ctx = build_context(cfg, tqa, out, model, ref_texts, code, progress)
+    ctx.pack = pack
     resolver = ctx.resolver
     needed = {c.direction for c in todo if c.cell_id != BASELINE}
     needed |= {cfg.direction(n).match for n in needed if cfg.direction(n).match}
@@ -245,23 +327,31 @@ def build_context(cfg: SweepConfig, tqa, out: Path, model, ref_texts: list[str] 
 
 def compute_cells(ctx: SweepContext, cells: list[Cell]
                   ) -> Iterator[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
-    """(cell_id, answer rows, description) of each of ``cells``, as each is finished. The one
-    place executors (harness/sweep/executors.py) compute cells; nothing here writes."""
-    for cell in cells:
-        rows, desc = run_cell(ctx, cell)
-        yield cell.cell_id, rows, desc
+    """(cell_id, answer rows, description) of each of ``cells``, as each is finished (packs
+    of ``ctx.pack_size()`` cells finish together). The one place executors
+    (harness/sweep/executors.py) compute cells; nothing here writes."""
+    size = ctx.pack_size()
+    for start in range(0, len(cells), size):
+        group = cells[start:start + size]
+        results = run_pack(ctx, group) if len(group) > 1 else [run_cell(ctx, group[0])]
+        for cell, (rows, desc) in zip(group, results):
+            yield cell.cell_id, rows, desc
 
 
 def run_cells(ctx: SweepContext, cells: list[Cell], out: Path, progress: bool = True) -> int:
     """The in-process loop: compute each unfinished cell and write it (atomically); returns
     how many were computed."""
-    computed = 0
-    bar = progress_bar(cells, desc="sweep cells", unit="cell", disable=not progress)
-    for cell in bar:
-        bar.set_postfix_str(cell.cell_id[-40:])
-        if cell.cell_id in finished_cells(out):  # another shard/process finished it meanwhile
-            continue
-        for cell_id, rows, desc in compute_cells(ctx, [cell]):
+    computed, size = 0, ctx.pack_size()
+    bar = progress_bar(total=len(cells), desc="sweep cells", unit="cell",
+                       disable=not progress)
+    for start in range(0, len(cells), size):
+        done = finished_cells(out)  # another shard/process may have finished some meanwhile
+        group = [c for c in cells[start:start + size] if c.cell_id not in done]
+        if group:
+            bar.set_postfix_str(group[0].cell_id[-40:])
+        for cell_id, rows, desc in compute_cells(ctx, group):  # each cell written on its own
             write_cell(out, cell_id, rows, desc)
             computed += 1
+        bar.update(min(size, len(cells) - start))
+    bar.close()
     return computed
