@@ -82,13 +82,6 @@ def register(sub) -> None:
     t.set_defaults(func=run_train)
 
 
-def model_loader_for(device: str):
-    """``model_loader(name) -> (hf_model, tokenizer)`` on ``harness.models.load_model``."""
-    from harness.cli.judge import model_loader
-
-    return model_loader(device)
-
-
 def apply_threads(threads: int | None) -> None:
     from evals.errors import InputError
 
@@ -149,6 +142,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from evals.judges import make_judge
     from evals.judges.calibration import calibrate, read_label_files
     from evals.truthfulqa import load_truthfulqa
+    from harness.loaders import judge_model_loader
 
     apply_threads(args.threads)
     out = Path(args.out)
@@ -160,7 +154,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if not rows:
         raise InputError(f"--human {' '.join(args.human)}: no rows of split {args.split!r}")
     tq = load_truthfulqa(args.truthfulqa)
-    judge = make_judge(args.judge, model_loader=model_loader_for(args.device), truthfulqa=tq,
+    judge = make_judge(args.judge, model_loader=judge_model_loader(args.device), truthfulqa=tq,
                        base_url=args.judge_base_url)
     has_split = any(m.split for m in meta)
     result = calibrate(judge, rows, meta, tq, progress=True)
@@ -202,6 +196,7 @@ def run_train(args: argparse.Namespace) -> int:
     from evals.judges.recipe import DEFAULT_RECIPE, LearnedJudgeConfig
     from evals.labels import parse_prompt, question_key, read_labels
     from evals.truthfulqa import load_truthfulqa
+    from harness.loaders import judge_model_loader
 
     apply_threads(args.threads)
     recipe = DEFAULT_RECIPE.to_dict()
@@ -238,7 +233,7 @@ def run_train(args: argparse.Namespace) -> int:
                  if counts["skipped_non_train"] else ""))
     tq = load_truthfulqa(args.truthfulqa)
     out = Path(args.out)
-    judge = train_learned_judge(truth, info, tq, cfg, model_loader_for(args.device),
+    judge = train_learned_judge(truth, info, tq, cfg, judge_model_loader(args.device),
                                 name=out.name, sources=sources,
                                 holdout_frac=args.holdout_frac, steered=steered)
     judge.save(out)

@@ -9,7 +9,6 @@ invocation appends its usage (requests, tokens, cost when prices are given) to
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import sys
 from typing import Any
@@ -57,21 +56,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-@functools.lru_cache(maxsize=4)
-def _load(name: str, device: str) -> tuple[Any, Any]:
-    from harness.config import ModelConfig
-    from harness.models import load_model
-
-    loaded = load_model(ModelConfig(name=name, device=device))
-    return loaded.hf_model, loaded.tokenizer
-
-
-def model_loader(device: str = "auto"):
-    """``model_loader(name) -> (hf_model, tokenizer)`` built on ``harness.models.load_model``
-    (so hub ids, folders, .gguf files and the embedded model's name all work)."""
-    return lambda name: _load(name, device)
-
-
 def _pct(x: float) -> str:
     return "   –  " if math.isnan(x) else f"{x:5.1f}%"
 
@@ -92,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from evals.judges import make_judge
     from evals.rundir import RunDir
     from evals.scores import judge_run
+    from harness.loaders import judge_model_loader
 
     for flag in ("concurrency", "batch_size"):
         if getattr(args, flag) < 1:
@@ -104,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.judge.startswith("openai:"):
         options = {"timeout_s": args.timeout, "max_retries": args.max_retries}
-    judge = make_judge(args.judge, model_loader=model_loader(args.device), truthfulqa=tq,
+    judge = make_judge(args.judge, model_loader=judge_model_loader(args.device), truthfulqa=tq,
                        base_url=args.judge_base_url, api_key_env=args.judge_api_key_env,
                        prompt=args.judge_prompt, info_model=args.judge_info_model,
                        concurrency=args.concurrency, batch_size=args.batch_size,
