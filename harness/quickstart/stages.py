@@ -206,7 +206,7 @@ def judge(s: State) -> str:
                               s.cfg.human_labels, s.progress)
     result = judge_run(RunDir(s.run_dir), j, truthfulqa=s.tq, progress=s.progress)
     s.judge_id = j.judge_id
-    s.judge_name = j.info.get("name") if hasattr(j, "info") else None
+    s.judge_name = (j.record() or {}).get("name")
     return f"{j.judge_id}: judged {result['n_judged']} of {result['n_answers']} answers"
 
 
