@@ -12,7 +12,8 @@ rerun when its output exists, and the sweep and the judge resume where they stop
 4. sweep            a SweepConfig (saved as OUT/sweep.toml for people): mean-difference
                     directions at a few layers and the feature, x magnitudes (0 = the shared
                     baseline); MC1/MC2, CE/KL, generated answers
-5. judge            evals.scores.judge_run over the run (the offline default judge is built once)
+5. judge            evals.judging.judge_run over the run (the offline default judge is built
+                    once)
 6. spot check       a stratified sample and its labelling page (no labels are invented)
 7. report           OUT/report/index.html + report.md
 
@@ -197,8 +198,8 @@ def sweep(s: State) -> str:
 
 
 def judge(s: State) -> str:
+    from evals.judging import judge_run
     from evals.rundir import RunDir
-    from evals.scores import judge_run
     from harness.loaders import judge_model_loader
     from harness.quickstart.judge import make_quickstart_judge
 
