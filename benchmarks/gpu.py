@@ -56,7 +56,6 @@ at ~25-35 ms/step for 32 layers at small batches; batch 256 adds prefill of 16k 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -313,6 +312,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    from evals.io import atomic_write_json
     from harness.config import ConfigError, dtype_name, resolve_device, resolve_dtype
 
     try:
@@ -372,10 +372,7 @@ def main(argv: list[str] | None = None) -> None:
                   "interventions": [{"hook": iv.hook, "head": iv.head, "magnitude": iv.magnitude,
                                      "direction": iv.label} for iv in ivs],
                   "rows": rows}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_name(args.out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(args.out)
+        atomic_write_json(args.out, result)
         print(f"wrote {args.out}")
 
 
