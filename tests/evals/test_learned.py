@@ -39,6 +39,7 @@ def small_label_folder(root, n_questions=12):
     return out
 
 
+@pytest.mark.slow
 def test_probe_features__prefix_cache_and_padding_match_full_forward():
     m = tiny_llama(n_layers=4)  # the last layer's HF hidden state is after the final norm
     prompt = ProbePrompt()
@@ -109,6 +110,7 @@ def test_config__validation():
     assert LearnedJudgeConfig(probe_model=None, nonanswer_block=False).blocks == ("ref",)
 
 
+@pytest.mark.slow
 def test_learned_judge__trains_on_human_labels_saves_safetensors_and_reloads(tmp_path):
     tq = load_csv(truthfulqa_csv())
     folder = small_label_folder(tmp_path, n_questions=16)
@@ -208,6 +210,7 @@ def test_load_or_build_default__builds_once_with_the_embedded_model_then_loads(t
     assert res[0].truthful.scored and res[0].judge_id == judge.judge_id
 
 
+@pytest.mark.slow
 def test_sentence_embedder__same_vectors_whatever_the_hash_seed():
     """Texts are batched (and padded) in an order that does not depend on Python's string hash
     seed, so a judge built in another process has the same weights (and the same id)."""
@@ -231,6 +234,7 @@ def test_sentence_embedder__same_vectors_whatever_the_hash_seed():
     assert len(digests) == 1
 
 
+@pytest.mark.slow
 def test_learned_judge__trains_on_steered_train_rows_weighted_and_reports_them(tmp_path):
     """Steered rows join training with the recipe's weight, held-out questions' steered rows
     are left out, and their out-of-fold agreement is its own subset ("steered")."""
