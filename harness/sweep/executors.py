@@ -168,8 +168,8 @@ class RayExecutor:
                               "[model] device = \"cpu\")")
         n_workers = self.workers or max(1, int(resources.get("GPU", 0) // gpus if gpus
                                                else resources.get("CPU", 1)))
-        pack = getattr(ctx, "pack", 1)
-        per_task = self.cells_per_task or (ctx.pack_size() if hasattr(ctx, "pack_size") else 1)
+        pack = ctx.pack
+        per_task = self.cells_per_task or ctx.pack_size()
         groups = deque(cells[i:i + per_task] for i in range(0, len(cells), per_task))
         n_workers = min(n_workers, len(groups))
         directions = {p.name: p.read_bytes() for p in sorted((out / "directions").glob("*"))
