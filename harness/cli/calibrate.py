@@ -120,18 +120,17 @@ def agreement_table(report: dict[str, dict[str, dict]]) -> str:
 
 
 def config_table(by_config: dict[str, dict[str, dict]]) -> str:
-    """Rows: configuration; columns: n and kappa (judge / human rate) per kind."""
+    """Rows: configuration; columns: n, kappa, judge and human rate per kind."""
     kinds = [k for k in ("truthful", "informative", "true_x_informative")
              if any(k in d for d in by_config.values())]
-    head = f"{'configuration':<28}" + "".join(f"{k[:18]:>26}" for k in kinds)
-    lines = [head, f"{'':<28}" + "".join(f"{'n   kappa  judge  human':>26}" for _ in kinds)]
+    cell = lambda n, k, j, h: f"{n:>6} {k:>6} {j:>7} {h:>7}"
+    lines = [f"{'':<28}" + "".join(f"  {k[:29]:^29}" for k in kinds),
+             f"{'configuration':<28}" + "".join(f"  {cell('n', 'kappa', 'judge', 'human')}"
+                                                 for _ in kinds)]
     for config, d in by_config.items():
-        cells = []
-        for k in kinds:
-            a = d.get(k)
-            cells.append(f"{'':>26}" if a is None else
-                         f"{a['n']:>5} {_fmt(a['kappa'])} {_fmt(a['judge_rate'], True)} "
-                         f"{_fmt(a['human_rate'], True)}".rjust(26))
+        cells = [" " * 31 if (a := d.get(k)) is None else
+                 "  " + cell(a["n"], _fmt(a["kappa"]), _fmt(a["judge_rate"], True),
+                             _fmt(a["human_rate"], True)) for k in kinds]
         lines.append(f"{config[:27]:<28}" + "".join(cells))
     return "\n".join(lines)
 
