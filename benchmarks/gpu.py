@@ -118,20 +118,30 @@ def build_model(tiny: bool, device: torch.device, dtype: torch.dtype, seed: int 
                        synthetic_tokenizer(cfg.vocab_size), device, dtype, "random")
 
 
-def llama_adapter_standin() -> SimpleNamespace:
-    """What ``resolve_hook`` reads from ``model.bridge``, with Llama's HF module paths."""
+def llama_adapter_standin(cfg) -> SimpleNamespace:
+    """What ``resolve_hook`` reads from ``model.bridge``, with Llama's HF module paths and the
+    hook aliases TransformerLens 4's Llama bridge components carry (checked against the real
+    bridge whenever transformer_lens is importable)."""
     def node(name: str, **subs) -> SimpleNamespace:
         return SimpleNamespace(name=name, submodules=subs)
 
     blocks = node("model.layers", attn=node("self_attn", o=node("o_proj")), mlp=node("mlp"))
-    return SimpleNamespace(adapter=SimpleNamespace(component_mapping={"blocks": blocks}))
+    attn = SimpleNamespace(hook_aliases={"hook_z": "o.hook_in"})
+    block = SimpleNamespace(attn=attn, hook_aliases={
+        "hook_resid_pre": "hook_in", "hook_resid_post": "hook_out",
+        "hook_attn_out": "attn.hook_out", "hook_mlp_out": "mlp.hook_out"})
+    n_heads = cfg.num_attention_heads
+    return SimpleNamespace(
+        adapter=SimpleNamespace(component_mapping={"blocks": blocks}),
+        blocks=[block] * cfg.num_hidden_layers,
+        cfg=SimpleNamespace(n_heads=n_heads, d_head=cfg.hidden_size // n_heads))
 
 
 def attach_hook_resolution(model, mode: str, hook_names: list[str]) -> str:
     """Make ``resolve_hook`` work on ``model``; returns how (bridge or adapter stand-in)."""
     from harness.steering import resolve_hook
 
-    standin = llama_adapter_standin()
+    standin = llama_adapter_standin(model.hf_model.config)
     if mode == "adapter":
         model._bridge = standin
         return "Llama module-path stand-in (--hooks adapter)"
