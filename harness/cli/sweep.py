@@ -34,6 +34,9 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="with --executor ray: how many workers (default: one per GPU on CUDA, "
                    "one per CPU otherwise)")
+    p.add_argument("--pack", type=int, default=16, metavar="N",
+                   help="cells whose answers and MC scores share batches (default 16; 1: cell "
+                   "by cell; same results, each cell still written on its own)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -70,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     executor = make_executor(args.executor, args.address, args.workers)
     try:
         summary = run_sweep(cfg, args.out, args.truthfulqa, shard,
-                            progress=not args.no_progress, executor=executor)
+                            progress=not args.no_progress, executor=executor,
+                            pack=args.pack)
     except WorkersDied as err:
         print(f"truthsteer sweep: {err}", file=sys.stderr)
         return 1
