@@ -70,13 +70,35 @@ def _answer_rows(answers, qs, tok, dev):
     return rows, a_ids.to(dev), a_mask.to(dev), owner
 
 
+def _plan(prompts, answers, batch_questions: int, group_of, packed_batch: int
+          ) -> list[list[int]]:
+    """Prompt indices per batch: consecutive chunks of ``batch_questions``; packed, each
+    group's chunks (as alone), identical chunks of different groups stacked in one batch."""
+    if group_of is None:
+        return [list(range(s, min(s + batch_questions, len(prompts))))
+                for s in range(0, len(prompts), batch_questions)]
+    per_group: dict[int, list[int]] = {}
+    for i, g in enumerate(group_of):
+        per_group.setdefault(g, []).append(i)
+    same: dict[tuple, list[list[int]]] = {}
+    for idx in per_group.values():
+        for s in range(0, len(idx), batch_questions):
+            chunk = idx[s:s + batch_questions]
+            key = tuple((tuple(prompts[i]), tuple(map(tuple, answers[i]))) for i in chunk)
+            same.setdefault(key, []).append(chunk)
+    per_batch = max(1, packed_batch // batch_questions)
+    return [[i for chunk in chunks[k:k + per_batch] for i in chunk]
+            for chunks in same.values() for k in range(0, len(chunks), per_batch)]
+
+
 @torch.inference_mode()
 def answer_logprobs(model, prompts: Sequence[Sequence[int]],
                     answers: Sequence[Sequence[Sequence[int]]],
                     interventions: Sequence[Intervention] = (), batch_questions: int = 4,
                     progress: bool = False,
                     groups: Sequence[Sequence[Intervention]] | None = None,
-                    group_of: Sequence[int] | None = None) -> list[list[float]]:
+                    group_of: Sequence[int] | None = None, packed_batch: int = 16
+                    ) -> list[list[float]]:
     """Summed log p(answer tokens | prompt) for each answer of each prompt (ragged output).
 
     Per batch of prompts: one pass over the prompts (KV cache kept), one over all their answers.
@@ -85,7 +107,9 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
     ``prompt``/``generated`` positions mean the prompt and the answer tokens exactly.
 
     Packed (per-row steering): ``groups`` lists steering configurations and ``group_of[i]``
-    says which one steers prompt i; batches mix groups, each row steered as it would be alone.
+    says which one steers prompt i. Each group's prompts are chunked as alone; chunks of
+    different groups holding the same prompts share a batch (up to ``packed_batch`` prompts),
+    so every row has the padding and batch-mates' shapes it has alone.
     """
     if (groups is None) != (group_of is None) or (groups is not None and interventions):
         raise ValueError("answer_logprobs: give interventions, or groups with group_of")
@@ -102,8 +126,7 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
         prefix = None
         if shared:
             prefix = group_prefix_caches(model, state, prompts[0][:shared], group_of)
-        for start in range(0, len(prompts), batch_questions):
-            qs = list(range(start, min(start + batch_questions, len(prompts))))
+        for qs in _plan(prompts, answers, batch_questions, group_of, packed_batch):
             ids, mask = pad_left([prompts[i][shared:] for i in qs], tok.pad_token_id, dev)
             row_groups = None if group_of is None else [group_of[i] for i in qs]
             if row_groups is not None:
@@ -146,12 +169,14 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
 def score_mc(model, items: Sequence[MCItem], interventions: Sequence[Intervention] = (),
              batch_questions: int = 4, progress: bool = False,
              groups: Sequence[Sequence[Intervention]] | None = None,
-             group_of: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+             group_of: Sequence[int] | None = None, packed_batch: int = 16
+             ) -> dict[str, np.ndarray]:
     """Per-question MC1, MC2 and MC3 (arrays aligned with ``items``) under ``interventions``
     (or, packed, item i under ``groups[group_of[i]]``)."""
     answers = [list(it.true_ids) + list(it.false_ids) for it in items]
     scores = answer_logprobs(model, [it.prompt_ids for it in items], answers, interventions,
-                             batch_questions, progress, groups=groups, group_of=group_of)
+                             batch_questions, progress, groups=groups, group_of=group_of,
+                             packed_batch=packed_batch)
     mc = np.array([mc_scores(s[:len(it.true_ids)], s[len(it.true_ids):], it.answers.best_index)
                    for it, s in zip(items, scores)], dtype=np.float64).reshape(-1, 3)
     return {"question_id": np.array([it.question_id for it in items], dtype=np.int64),

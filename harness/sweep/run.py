@@ -167,7 +167,8 @@ def run_pack(ctx, cells: list[Cell], packed: bool = True
     if packed and scored:
         items = [it for _, p in scored for it in p.items]
         group_of = [j for j, (_, p) in enumerate(scored) for _ in p.items]
-        flat = score_mc(ctx.model, items, groups=[p.ivs for _, p in scored], group_of=group_of)
+        flat = score_mc(ctx.model, items, groups=[p.ivs for _, p in scored], group_of=group_of,
+                        packed_batch=ctx.cfg.generation.batch_size)
         for j, (k, _) in enumerate(scored):
             sel = [i for i, g in enumerate(group_of) if g == j]
             mc[k] = {key: v[sel] for key, v in flat.items()}
