@@ -200,6 +200,11 @@ def test_load_or_build_default__builds_once_with_the_embedded_model_then_loads(t
     cv = judge.agreement["cv"]["truthful"]
     assert {"all", "model_written"} <= set(cv)
     label_questions = {r.question for r in read_labels(folder / "human_truth_dev.jsonl")}
+    # the default judge also trains on the packaged steered development set's TRAIN split
+    from evals.judges.steered import packaged_steered_files, read_steered_train
+
+    steered_truth, _, _ = read_steered_train(*packaged_steered_files())
+    label_questions |= {r.question for r in steered_truth}
     assert judge.training_questions == {question_key(q) for q in label_questions}
     again = load_or_build_default(model_loader=loader, truthfulqa=tq, labels_dir=folder,
                                   cache_dir=tmp_path / "cache", progress=False)
