@@ -2,8 +2,8 @@
 
 Two grids on the embedded model, chat prompts, 2 folds, greedy, MC scoring on:
   quick  the quickstart's shape: mean-difference directions at blocks.{8,15,22}.hook_resid_post
-         x magnitudes 0/1/3 (std units) = 7 cells (6 steered + baseline) -- the quickstart adds
-         a feature family to reach 9; two more mean-diff layers (4, 18) stand in for it: 9 cells
+         x magnitudes 0/1/3 (std units) plus one more family (the quickstart's feature; here a
+         mean-diff at layer 18) = 9 cells (8 steered + baseline)
   wide   mean-difference at 6 layers x 5 magnitudes = 31 cells (30 steered + baseline)
 Directions are fitted once (not timed). Each repeat computes every cell with
 ``harness.sweep.run.compute_cells`` packed (``--pack`` cells share batches) and cell by cell
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-GRIDS = {"quick": ((4, 8, 15, 18, 22), (0.0, 1.0, 3.0)),
+GRIDS = {"quick": ((8, 15, 18, 22), (0.0, 1.0, 3.0)),
          "wide": ((4, 8, 12, 15, 18, 22), (0.0, 0.5, 1.0, 2.0, 3.0, 4.0))}
 
 

@@ -167,8 +167,11 @@ def run_pack(ctx, cells: list[Cell], packed: bool = True
     if packed and scored:
         items = [it for _, p in scored for it in p.items]
         group_of = [j for j, (_, p) in enumerate(scored) for _ in p.items]
+        # on a CPU, MC is bound by the vocabulary-wide log-softmax of every answer token:
+        # stacking groups was 10% slower there (benchmarks/sweep.py), so only on accelerators
+        stack = ctx.cfg.generation.batch_size if ctx.model.device.type != "cpu" else 1
         flat = score_mc(ctx.model, items, groups=[p.ivs for _, p in scored], group_of=group_of,
-                        packed_batch=ctx.cfg.generation.batch_size)
+                        packed_batch=stack)
         for j, (k, _) in enumerate(scored):
             sel = [i for i, g in enumerate(group_of) if g == j]
             mc[k] = {key: v[sel] for key, v in flat.items()}
