@@ -186,6 +186,26 @@ def _layer_kv(cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     return cache.key_cache[layer], cache.value_cache[layer]  # older transformers
 
 
+def batch_after_prefix(toks: Sequence[Sequence[int]], n_prefix: int, pad: int,
+                       kv: Sequence[tuple[torch.Tensor, torch.Tensor]]):
+    """A right-padded batch of answer tokens that continues one cached prompt prefix:
+    ``(ids [B, W], mask [B, n_prefix + W], positions [1, W], cache)``, the prefix's per-layer
+    ``kv`` expanded (not copied) to the batch. Shared by the probe and the fluency features."""
+    from transformers import DynamicCache
+
+    width = max(len(t) for t in toks)
+    ids = torch.full((len(toks), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(toks), n_prefix + width), dtype=torch.long)
+    mask[:, :n_prefix] = 1
+    for r, t in enumerate(toks):
+        ids[r, :len(t)] = torch.tensor(t)
+        mask[r, n_prefix:n_prefix + len(t)] = 1
+    cache = DynamicCache()
+    for L, (k, v) in enumerate(kv):
+        cache.update(k.expand(len(toks), -1, -1, -1), v.expand(len(toks), -1, -1, -1), L)
+    return ids, mask, torch.arange(n_prefix, n_prefix + width).unsqueeze(0), cache
+
+
 @torch.inference_mode()
 def probe_features(hf_model, tokenizer, prefixes: Sequence[str], answers: Sequence[str],
                    layers: Sequence[int], batch_size: int = 32, max_answer_tokens: int = 48,
@@ -239,18 +259,8 @@ def probe_features(hf_model, tokenizer, prefixes: Sequence[str], answers: Sequen
             ordered = sorted(idxs, key=lambda i: len(toks[i]))
             for start in range(0, len(ordered), batch_size):
                 chunk = ordered[start:start + batch_size]
-                width = max(len(toks[i]) for i in chunk)
-                ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(chunk), n_prefix + width), dtype=torch.long)
-                mask[:, :n_prefix] = 1
-                for r, i in enumerate(chunk):
-                    ids[r, :len(toks[i])] = torch.tensor(toks[i])
-                    mask[r, n_prefix:n_prefix + len(toks[i])] = 1
-                batch_cache = DynamicCache()
-                for L, (k, v) in enumerate(kv):
-                    batch_cache.update(k.expand(len(chunk), -1, -1, -1),
-                                       v.expand(len(chunk), -1, -1, -1), L)
-                positions = torch.arange(n_prefix, n_prefix + width).unsqueeze(0)
+                ids, mask, positions, batch_cache = batch_after_prefix(
+                    [toks[i] for i in chunk], n_prefix, pad, kv)
                 captured.clear()
                 try:
                     base(input_ids=ids.to(device), attention_mask=mask.to(device),

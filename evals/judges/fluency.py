@@ -32,7 +32,12 @@ def fluency_features(hf_model, tokenizer, questions: Sequence[str], answers: Seq
     ``" " + answer`` after ``fluency_prefix(question)``, summarised (an empty answer: zeros)."""
     from transformers import DynamicCache
 
-    from evals.judges.features import _cache_kw, _decoder_layers, _layer_kv
+    from evals.judges.features import (
+        _cache_kw,
+        _decoder_layers,
+        _layer_kv,
+        batch_after_prefix,
+    )
 
     n_layers = len(_decoder_layers(hf_model)[1])
     kw = _cache_kw(hf_model)
@@ -49,24 +54,14 @@ def fluency_features(hf_model, tokenizer, questions: Sequence[str], answers: Seq
                          **{kw: cache})
         last_logp = torch.log_softmax(first.logits[0, -1].float(), -1)
         n_prefix = len(p_ids)
+        kv = [_layer_kv(cache, L) for L in range(n_layers)]
         toks = {i: tokenizer(" " + answers[i], add_special_tokens=False)["input_ids"]
                 [:max_answer_tokens] for i in idxs}
         ordered = sorted((i for i in idxs if toks[i]), key=lambda i: len(toks[i]))
         for start in range(0, len(ordered), batch_size):
             chunk = ordered[start:start + batch_size]
-            width = max(len(toks[i]) for i in chunk)
-            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(chunk), n_prefix + width), dtype=torch.long)
-            mask[:, :n_prefix] = 1
-            for r, i in enumerate(chunk):
-                ids[r, :len(toks[i])] = torch.tensor(toks[i])
-                mask[r, n_prefix:n_prefix + len(toks[i])] = 1
-            batch_cache = DynamicCache()
-            for L in range(n_layers):
-                k, v = _layer_kv(cache, L)
-                batch_cache.update(k.expand(len(chunk), -1, -1, -1),
-                                   v.expand(len(chunk), -1, -1, -1), L)
-            positions = torch.arange(n_prefix, n_prefix + width).unsqueeze(0)
+            ids, mask, positions, batch_cache = batch_after_prefix(
+                [toks[i] for i in chunk], n_prefix, pad, kv)
             logits = hf_model(input_ids=ids.to(device), attention_mask=mask.to(device),
                               position_ids=positions.expand(len(chunk), -1).to(device),
                               use_cache=True, **{kw: batch_cache}).logits.float()
