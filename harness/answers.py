@@ -28,7 +28,8 @@ def answer_rows(model, questions: Sequence[Any], gen: GenerationConfig, interven
 
 
 def packed_answer_rows(model, jobs: Sequence[tuple[Sequence[Any], Any, dict[str, Any]]],
-                       gen: GenerationConfig, progress: bool = False) -> list[list[dict]]:
+                       gen: GenerationConfig, progress: bool = False,
+                       desc: str = "generating") -> list[list[dict]]:
     """``answer_rows`` for several (questions, interventions, labels) jobs at once: their
     questions share batches (per-row steering); one row list per job, as ``answer_rows``."""
     from harness.generation import generate_answers
@@ -36,7 +37,8 @@ def packed_answer_rows(model, jobs: Sequence[tuple[Sequence[Any], Any, dict[str,
     flat = [q for qs, _, _ in jobs for q in qs]
     group_of = [j for j, (qs, _, _) in enumerate(jobs) for _ in qs]
     answers = generate_answers(model, [q.question for q in flat], gen, progress=progress,
-                               groups=[list(ivs) for _, ivs, _ in jobs], group_of=group_of)
+                               desc=desc, groups=[list(ivs) for _, ivs, _ in jobs],
+                               group_of=group_of)
     out: list[list[dict]] = [[] for _ in jobs]
     for j, q, a in zip(group_of, flat, answers):
         out[j].append(_row(q, a, jobs[j][2]))

@@ -5,7 +5,7 @@
 directions per fold into RUN_DIR/directions, resolve every cell, write run.json) and then hands
 the unfinished cells to an executor. Every executor computes cells with
 ``harness.sweep.run.compute_cells`` and writes each with the one atomic cell writer
-(``evals.runs.write_cell``), so resume, ``--shard`` and ``--merge`` work the same whichever ran.
+(``RunDir.write_cell``), so resume, ``--shard`` and ``--merge`` work the same whichever ran.
 
 Ray: one actor per worker loads the model once (``num_gpus=1`` each when the driver's model is
 on CUDA, one CPU otherwise). The driver ships what a worker needs as data: the config, the
@@ -155,7 +155,7 @@ class RayExecutor:
 
     def _run(self, ray, ctx, cells: list[Cell], out: Path, progress: bool) -> int:
         from evals.io import progress as progress_bar
-        from evals.runs import finished_cells, write_cell
+        from evals.rundir import RunDir
         from harness.sideeffects import load_reference_text
 
         cfg = ctx.cfg
@@ -188,7 +188,8 @@ class RayExecutor:
 
         def submit(actor) -> bool:
             while groups:
-                group = [c for c in groups.popleft() if c.cell_id not in finished_cells(out)]
+                done = RunDir(out).finished_cells()
+                group = [c for c in groups.popleft() if c.cell_id not in done]
                 if group:
                     pending[actor.handle.run.remote(group)] = (actor, group)
                     return True
@@ -221,8 +222,8 @@ class RayExecutor:
                     cause = getattr(err, "cause", None)
                     raise (cause if isinstance(cause, InputError) else err) from None
                 for cell_id, rows, desc in results:
-                    if cell_id not in finished_cells(out):
-                        write_cell(out, cell_id, rows, desc)
+                    if cell_id not in RunDir(out).finished_cells():
+                        RunDir(out).write_cell(cell_id, rows, desc)
                         computed += 1
                     bar.update(1)
                 if deaths > self.max_worker_deaths or not submit(actor):
@@ -232,7 +233,7 @@ class RayExecutor:
             for actor, _ in pending.values():
                 ray.kill(actor.handle)
         lost += [c for g in groups for c in g]
-        missing = [c.cell_id for c in lost if c.cell_id not in finished_cells(out)]
+        missing = [c.cell_id for c in lost if c.cell_id not in RunDir(out).finished_cells()]
         if missing:
             raise WorkersDied(f"{len(missing)} cell(s) not computed: {deaths} Ray worker(s) died "
                               f"(last: {last_error or 'no message'}); {computed} finished cell(s) "

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from evals.runs import iter_cells
+from evals.rundir import RunDir
 
 ANSWER_COLUMNS = ("cell_id", "question_id", "fold", "question", "direction", "kind", "hook",
                   "magnitude", "positions", "scale", "answer")
@@ -61,14 +61,14 @@ def answer_table(run_dir: str | os.PathLike) -> tuple[list[str], list[dict[str, 
 
 def export_csv(run_dir: str | os.PathLike, out: str | os.PathLike) -> int:
     """Write the answer table to ``out`` (atomically); returns the number of rows."""
-    from evals.runs import write_text_atomic
+    from evals.io import atomic_write_text
 
     columns, rows = answer_table(run_dir)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
-    write_text_atomic(Path(out), buf.getvalue())
+    atomic_write_text(Path(out), buf.getvalue())
     return len(rows)
 
 
@@ -93,7 +93,7 @@ def cell_summary(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """One dict per finished cell: direction, hook, magnitude, its metrics and, when the run
     has a baseline cell, the paired MC1/MC2 differences from it (mean and 95% t-interval over
     the questions both scored)."""
-    cells = list(iter_cells(run_dir))
+    cells = list(RunDir.open(run_dir).iter_cells())
     base = next((d for d, _ in cells if d["cell_id"] == "baseline"), None)
     out = []
     for desc, rows in cells:
@@ -132,4 +132,4 @@ def summary_markdown(run_dir: str | os.PathLike) -> str:
 
 def cell_answers(run_dir: str | os.PathLike) -> dict[str, list[dict[str, Any]]]:
     """{cell_id: rows}, for comparisons in tests and notebooks."""
-    return {desc["cell_id"]: rows for desc, rows in iter_cells(run_dir)}
+    return {desc["cell_id"]: rows for desc, rows in RunDir.open(run_dir).iter_cells()}

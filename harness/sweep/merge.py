@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from evals.runs import check_run_dir
+from evals.rundir import RunDir
 
 
 def merge_runs(sources: list[str | os.PathLike], dest: str | os.PathLike) -> int:
@@ -17,13 +17,12 @@ def merge_runs(sources: list[str | os.PathLike], dest: str | os.PathLike) -> int
     """
     from evals.errors import InputError
     from evals.io import atomic_write_json
-    from evals.runs import cell_paths, finished_cells, load_run_info
 
     dest = Path(dest)
     copied = 0
     for src in map(Path, sources):
-        check_run_dir(src)
-        info, mine = load_run_info(src), load_run_info(dest)
+        src_run, dest_run = RunDir.open(src), RunDir(dest)
+        info, mine = src_run.info(), dest_run.info()
         if not info:
             raise InputError(f"--merge {src}: no run.json (not a sweep run dir)")
         if mine and mine.get("identity") != info.get("identity"):
@@ -38,9 +37,9 @@ def merge_runs(sources: list[str | os.PathLike], dest: str | os.PathLike) -> int
                                      "fitted their own directions; fit once, then shard)")
                 continue
             _copy_atomic(f, target)
-        have = finished_cells(dest)
-        for cell in sorted(finished_cells(src)):
-            (s_rows, s_desc), (d_rows, d_desc) = cell_paths(src, cell), cell_paths(dest, cell)
+        have = dest_run.finished_cells()
+        for cell in sorted(src_run.finished_cells()):
+            (s_rows, s_desc), (d_rows, d_desc) = src_run.cell_paths(cell), dest_run.cell_paths(cell)
             if cell in have:
                 if s_rows.read_bytes() != d_rows.read_bytes():
                     raise InputError(f"--merge {src}: cell {cell} exists in {dest} with other rows")

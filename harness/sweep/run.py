@@ -3,7 +3,7 @@
 ``run_sweep`` expands the grid (harness/sweep/grid.py), skips finished cells, fits the
 directions it needs once per fold (saved in RUN_DIR/directions/ and reused on resume and by
 other shards), and for each remaining cell answers the questions, scores MC1/MC2/MC3 and
-measures CE/KL, then writes the cell with ``evals.runs.write_cell`` (atomically: a killed run
+measures CE/KL, then writes the cell with ``RunDir.write_cell`` (atomically: a killed run
 leaves no half cell). Cells are computed in packs of ``pack``: their answers and MC scores
 share batches through per-row steering (the same results as cell by cell), and each cell is
 still written on its own. Fitted directions (ITI, meandiff) for fold f are fitted on the other folds'
@@ -26,7 +26,7 @@ import numpy as np
 from evals.io import atomic_write_json
 from evals.io import progress as progress_bar
 from evals.metrics import mean_ci, rate_ci
-from evals.runs import finished_cells, load_run_info, write_cell
+from evals.rundir import RunDir
 from evals.truthfulqa import load_truthfulqa
 from harness.config import ConfigError
 from harness.directions import Direction, to_interventions
@@ -64,9 +64,9 @@ def run_identity(cfg: SweepConfig, data_sha256: str) -> dict[str, Any]:
 
 def check_run_dir(out: Path, identity: dict[str, Any]) -> None:
     """Raise ConfigError when ``out`` holds a run made with another config or data."""
-    info = load_run_info(out)
+    info = RunDir(out).info()
     if not info:
-        if finished_cells(out):
+        if RunDir(out).finished_cells():
             raise ConfigError(f"--out {out}: has cells but no run.json (not a sweep run dir); "
                               "choose another --out")
         return
@@ -158,7 +158,8 @@ def run_pack(ctx, cells: list[Cell], packed: bool = True
     jobs = [(k, part) for k, part in enumerate(parts) if part.questions]
     if packed and jobs:
         got = packed_answer_rows(ctx.model, [(p.questions, p.ivs, p.labels) for _, p in jobs],
-                                 ctx.cfg.generation)
+                                 ctx.cfg.generation, progress=ctx.progress,
+                                 desc=f"answers of {len(cells)} cells")
         answers = {k: rows for (k, _), rows in zip(jobs, got)}
     else:
         answers = {k: answer_rows(ctx.model, p.questions, ctx.cfg.generation, p.ivs, p.labels)
@@ -171,7 +172,7 @@ def run_pack(ctx, cells: list[Cell], packed: bool = True
         # stacking groups was 10% slower there (benchmarks/sweep.py), so only on accelerators
         stack = ctx.cfg.generation.batch_size if ctx.model.device.type != "cpu" else 1
         flat = score_mc(ctx.model, items, groups=[p.ivs for _, p in scored], group_of=group_of,
-                        packed_batch=stack)
+                        packed_batch=stack, progress=ctx.progress)
         for j, (k, _) in enumerate(scored):
             sel = [i for i, g in enumerate(group_of) if g == j]
             mc[k] = {key: v[sel] for key, v in flat.items()}
@@ -240,6 +241,7 @@ class SweepContext:
     code: dict[str, str]
     style: str = ""
     pack: int = 16  # cells whose answers and MC scores share batches (1: cell by cell)
+    progress: bool = False  # inner bars (a pack's answers and MC) under the cells bar
 
     def pack_size(self) -> int:
         """Cells computed together: ``pack``, or 1 when sampling (a cell's samples must not
@@ -263,7 +265,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,
     identity = run_identity(cfg, tqa.sha256)
     check_run_dir(out, identity)
     mine = shard_cells(cells, shard)
-    done = finished_cells(out)
+    done = RunDir(out).finished_cells()
     todo = [c for c in mine if c.cell_id not in done]
     summary = {"cells": len(cells), "shard_cells": len(mine), "already_done": len(mine) - len(todo),
                "computed": 0}
@@ -291,7 +293,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,
     resolver.fitted([d for d in cfg.directions if d.name in needed and d.name in fitted])
     for c in steered:
         resolver.get(c.direction, c.hook)
-    info = load_run_info(out)
+    info = RunDir(out).info()
     if not info:
         atomic_write_json(out / "run.json", {
             "identity": identity, "config": config_to_dict(cfg), "model": model.fingerprint(),
@@ -346,15 +348,16 @@ def run_cells(ctx: SweepContext, cells: list[Cell], out: Path, progress: bool = 
     """The in-process loop: compute each unfinished cell and write it (atomically); returns
     how many were computed."""
     computed, size = 0, ctx.pack_size()
+    ctx.progress = progress and size > 1  # a pack's cells finish together: show its rows
     bar = progress_bar(total=len(cells), desc="sweep cells", unit="cell",
                        disable=not progress)
     for start in range(0, len(cells), size):
-        done = finished_cells(out)  # another shard/process may have finished some meanwhile
+        done = RunDir(out).finished_cells()  # another shard/process may have finished some
         group = [c for c in cells[start:start + size] if c.cell_id not in done]
         if group:
             bar.set_postfix_str(group[0].cell_id[-40:])
         for cell_id, rows, desc in compute_cells(ctx, group):  # each cell written on its own
-            write_cell(out, cell_id, rows, desc)
+            RunDir(out).write_cell(cell_id, rows, desc)
             computed += 1
         bar.update(min(size, len(cells) - start))
     bar.close()

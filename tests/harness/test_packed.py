@@ -183,7 +183,7 @@ def test_run_sweep__packed_cells_equal_cell_by_cell(tmp_path):
     """The runner: a packed run (all 7 cells in one pack: baseline, per-head ITI, residual
     meandiff and its random control, per fold) writes the same rows and MC scores per cell as
     a cell-by-cell run, each cell in its own files."""
-    from evals.runs import iter_cells
+    from evals.rundir import RunDir
     from harness.sweep.config import load_config
     from harness.sweep.run import run_sweep
     from tests.harness.test_sweep import config_text
@@ -202,7 +202,7 @@ def test_run_sweep__packed_cells_equal_cell_by_cell(tmp_path):
     run_sweep(cfg, tmp_path / "packed", progress=False, pack=16)
 
     def cells(run):
-        return {d["cell_id"]: (d, rows) for d, rows in iter_cells(run)}
+        return {d["cell_id"]: (d, rows) for d, rows in RunDir(run).iter_cells()}
     alone, packed = cells(tmp_path / "alone"), cells(tmp_path / "packed")
     assert sorted(alone) == sorted(packed) and len(alone) == 7
     for cid, (desc, rows) in alone.items():

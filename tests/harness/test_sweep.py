@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.runs import finished_cells
+from evals.rundir import RunDir
 from harness.cli import main
 from harness.config import ConfigError
 from harness.sweep.config import load_config, parse_config
@@ -83,7 +83,7 @@ def test_run_sweep__every_cell_once_without_fold_leakage(setup):
     cfg = load_config(setup["config"])
     run = setup["reference"]
     cells = {c.cell_id for c in expand_grid(cfg)}
-    assert finished_cells(run) == cells
+    assert RunDir(run).finished_cells() == cells
     plan = plan_questions(cfg, 817)
     fold_of = plan.fold_of
     for cell_id, rows in cell_answers(run).items():
@@ -155,8 +155,9 @@ def _env() -> dict[str, str]:
 @pytest.mark.slow
 def test_sweep__killed_mid_run_and_rerun_equals_uninterrupted(setup, tmp_path):
     out = tmp_path / "killed"
+    # packs of 2 cells: a pack's cells are written together, so the kill lands between packs
     proc = subprocess.Popen(_cli("sweep", str(setup["config"]), "--out", str(out),
-                                 "--no-progress"), env=_env(), cwd=REPO,
+                                 "--no-progress", "--pack", "2"), env=_env(), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -166,7 +167,7 @@ def test_sweep__killed_mid_run_and_rerun_equals_uninterrupted(setup, tmp_path):
     assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_at_kill = finished_cells(out)
+    done_at_kill = RunDir(out).finished_cells()
     total = {c.cell_id for c in expand_grid(load_config(setup["config"]))}
     assert 1 <= len(done_at_kill) < len(total)
     run_sweep(load_config(setup["config"]), out, progress=False)
@@ -183,7 +184,7 @@ def test_sweep__shards_merge_to_the_unsharded_run(setup, tmp_path):
     for i, part in enumerate(parts):
         assert main(["sweep", str(setup["config"]), "--out", str(part), "--shard", f"{i}/2",
                      "--no-progress"]) == 0
-    assert finished_cells(parts[0]).isdisjoint(finished_cells(parts[1]))
+    assert RunDir(parts[0]).finished_cells().isdisjoint(RunDir(parts[1]).finished_cells())
     merged = tmp_path / "merged"
     assert main(["sweep", "--merge", *map(str, parts), "--out", str(merged)]) == 0
     assert cell_answers(merged) == cell_answers(setup["reference"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.runs import finished_cells
+from evals.rundir import RunDir
 from harness.cli import main
 from harness.sweep.config import load_config
 from harness.sweep.executors import RayExecutor, SweepWorker, WorkersDied
@@ -147,7 +147,7 @@ def test_sweep_ray__a_worker_killed_mid_run_then_a_rerun_lose_and_duplicate_noth
     partial = cell_files(out)
     assert (tmp_path / "x").exists()  # a worker did die after computing a cell
     cells = {c.cell_id for c in expand_grid(cfg)}
-    done = finished_cells(out)
+    done = RunDir(out).finished_cells()
     assert done < cells  # the dead worker's cell is not there
     assert set(partial) == {f"{c}{ext}" for c in done for ext in (".json", ".jsonl")}
     reference = cell_files(setup["cellwise"])
