@@ -60,7 +60,9 @@ def register(sub) -> None:
     add_model_args(ft)
     add_data_args(ft)
     _add_question_args(ft)
-    ft.add_argument("--dictionary", required=True, metavar="DIR", help="a dictionary folder")
+    ft.add_argument("--dictionary", required=True, metavar="DIR|REF",
+                    help="a dictionary folder, or a hub REF (hf://OWNER/REPO[@REV]/PATH, "
+                    "saelens://RELEASE/ID; cached, offline once cached)")
     ft.add_argument("--hook", default=None, help="default: the dictionary's hook_name")
     ft.add_argument("--top", type=int, default=20)
     ft.add_argument("--heldout-fraction", type=float, default=0.5)
@@ -145,7 +147,7 @@ def run_meandiff(args: argparse.Namespace) -> int:
 
 
 def run_features(args: argparse.Namespace) -> int:
-    from dictionaries.io import load_dictionary
+    from dictionaries.hub import load_dictionary
     from harness.directions.features import FeatureSearchConfig, format_search, search_features
 
     cfg = FeatureSearchConfig(top=args.top, heldout_fraction=args.heldout_fraction,

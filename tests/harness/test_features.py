@@ -140,3 +140,32 @@ def test_directions_cli__features_prints_and_writes_rankings(model, tmp_path, ca
     assert "top features by effect size" in printed and f"feature:{dictionary}:" in printed
     result = json.loads(out.read_text())
     assert len(result["by_effect"]) == 4 and result["by_attribution"] == []
+
+
+def test_directions_cli__features_takes_a_hub_ref_offline(model, tmp_path, monkeypatch, capsys):
+    """A dictionary in a local hub cache (laid out as huggingface_hub lays it out), named by an
+    hf:// REF, ranks the same features as its folder, offline; the REF is what it prints."""
+    from dictionaries.io import CFG_FILE, WEIGHTS_FILE
+    from harness.cli import main
+    from tests.dictionaries.hubcache import write_hub_repo
+    from tests.helpers import tiny_llama_folder, truthfulqa_csv
+
+    folder = tiny_llama_folder(tmp_path / "tiny")
+    dictionary = write_dictionary(tmp_path / "dict", model)
+    cache = tmp_path / "hub"
+    write_hub_repo(cache, "someone/tiny-saes", {f"saes/{HOOK}/{CFG_FILE}": dictionary / CFG_FILE,
+                                                f"saes/{HOOK}/{WEIGHTS_FILE}": dictionary /
+                                                WEIGHTS_FILE})
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    ref = f"hf://someone/tiny-saes/saes/{HOOK}"
+    results = {}
+    for name, source in (("ref", ref), ("folder", str(dictionary))):
+        out = tmp_path / f"{name}.json"
+        assert main(["directions", "features", "--model", str(folder), "--truthfulqa",
+                     str(truthfulqa_csv()), "--questions", "8", "--dictionary", source,
+                     "--top", "4", "--no-attribution", "--out", str(out)]) == 0
+        results[name] = json.loads(out.read_text())
+    assert f"feature:{ref}:" in capsys.readouterr().out
+    assert results["ref"]["dictionary"] == ref
+    assert results["ref"]["by_effect"] == results["folder"]["by_effect"]
