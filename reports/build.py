@@ -115,7 +115,12 @@ def _share(r: Rate) -> str | list:
 
 
 def _marks(r: HeadlineRow) -> str | list:
-    return [("mark", "\n".join(r.marks))] if r.marks else ""
+    """Marks in green, the non-answer flag (a warning, not an award) in amber."""
+    good = [m for m in r.marks if m != NONANSWER_FLAG]
+    spans: list = [("mark", "\n".join(good))] if good else []
+    if NONANSWER_FLAG in r.marks:
+        spans.append(("flag", ("\n" if good else "") + NONANSWER_FLAG))
+    return spans or ""
 
 
 def _config_cells(r: HeadlineRow) -> list[str]:

@@ -17,7 +17,7 @@ import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-Span = str | tuple[str, str]  # plain text, or (style, text) with style "code"/"b"/"em"/"mark"
+Span = str | tuple[str, str]  # plain text, or (style, text): "code"/"b"/"em"/"mark"/"flag"
 # A table cell or paragraph is one Span or a *list* of Spans.
 
 
@@ -84,6 +84,7 @@ figure{display:inline-block;vertical-align:top;margin:1em 1.5em 1em 0;max-width:
 figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555;max-width:40em}
 .mark{color:#1a7f37;font-weight:600;white-space:nowrap}
+.flag{color:#b35900;font-weight:600;white-space:nowrap}
 """
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -101,9 +102,9 @@ def _spans_html(spans: Span | Sequence[Span]) -> str:
     for s in spans:
         if isinstance(s, tuple):
             style, text = s
-            tag = {"code": "code", "b": "strong", "em": "em", "mark": "span",
+            tag = {"code": "code", "b": "strong", "em": "em", "mark": "span", "flag": "span",
                    "small": "small"}.get(style, "span")
-            cls = ' class="mark"' if style == "mark" else ""
+            cls = f' class="{style}"' if style in ("mark", "flag") else ""
             out.append(f"<{tag}{cls}>{esc(text).replace(chr(10), '<br>')}</{tag}>")
         else:
             out.append(esc(s).replace("\n", "<br>"))
@@ -165,16 +166,18 @@ def _spans_md(spans: Span | Sequence[Span]) -> str:
     for s in spans:
         if isinstance(s, tuple):
             style, text = s
-            wrap = {"code": "`", "b": "**", "em": "*", "mark": "**"}.get(style, "")
+            wrap = {"code": "`", "b": "**", "em": "*", "mark": "**", "flag": "**"}.get(style, "")
             if style == "small":
                 text = str(text).replace("\n", " ")
-            if style == "mark":
-                text = str(text).replace("\n", "; ")
+            lead = ""
+            if style in ("mark", "flag"):
+                lead = " " if str(text).startswith("\n") else ""
+                text = str(text).lstrip("\n").replace("\n", "; ")
             if style == "code":
                 text = str(text).replace("`", "'").replace("|", "\\|").replace("\n", " ")
                 out.append(f"`{text}`")
             else:
-                out.append(f"{wrap}{md_escape(text)}{wrap}")
+                out.append(f"{lead}{wrap}{md_escape(text)}{wrap}")
         else:
             out.append(md_escape(s))
     return "".join(out)

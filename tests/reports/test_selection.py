@@ -125,7 +125,10 @@ def test_mark_best__a_configuration_of_non_answers_is_flagged_and_never_best(tmp
     line = next(ln for ln in md.splitlines() if ln.startswith("| evasive |"))
     assert "**⚠ mostly non-answers**" in line and "★" not in line and "95% 19/20" in line
     assert "Not eligible" in md and "stopped answering" in md
-    assert "mostly non-answers" in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
+    # a warning, not an award: amber "flag" style, never the green "mark" of a best row
+    assert '<span class="flag">⚠ mostly non-answers</span>' in page
+    assert '<span class="mark">⚠' not in page
 
 
 def test_nonanswers__not_measured_reads_as_a_dash_not_as_zero(tmp_path):
