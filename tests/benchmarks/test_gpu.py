@@ -23,3 +23,19 @@ def test_gpu_benchmark__tiny_cpu_run_writes_a_row_per_batch(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [r["batch"] for r in rows] == [1, 2]
     assert all(r["plain_tok_s"] > 0 and r["steered_tok_s"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_gpu_packed_benchmark__tiny_cpu_run_packs_and_matches_cell_by_cell(tmp_path):
+    """benchmarks/gpu_packed.py on CPU (tiny, fp32): packed rows generate exactly the tokens
+    each configuration generates alone, in fewer generate calls."""
+    out = tmp_path / "packed.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_packed.py"), "--tiny", "--device", "cpu",
+         "--cells", "3", "--rows", "5", "--batches", "4", "--new-tokens", "4", "--repeats", "1",
+         "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["identical_tokens"] == 1.0
+    assert row["generate_calls"] == {"cell": 6, "packed": 4}
+    assert row["cell_s"] > 0 and row["packed_s"] > 0
