@@ -25,24 +25,28 @@ from tests.helpers import REPO, tiny_llama_folder, truthfulqa_csv
 MAGNITUDES = [0, 1, 3]   # 7 cells
 
 
-def config_text(model_dir: Path, ref: Path, magnitudes=MAGNITUDES, extra: str = "") -> str:
+def config_text(model_dir: Path, ref: Path, magnitudes=MAGNITUDES, extra: str = "",
+                questions: int = 8, max_new_tokens: int = 4, answer_questions: int = 6,
+                data: Path | None = None) -> str:
+    """The tiny sweep config these tests (and the packed and Ray ones) run: ITI, mean-diff and a
+    matched random direction over ``magnitudes``."""
     return f"""
 [model]
 name = "{model_dir}"
 device = "cpu"
 
 [data]
-truthfulqa = "{truthfulqa_csv()}"
-questions = 8
+truthfulqa = "{data or truthfulqa_csv()}"
+questions = {questions}
 folds = 2
 
 [generation]
-max_new_tokens = 4
+max_new_tokens = {max_new_tokens}
 batch_size = 4
 prompt_style = "chat"
 
 [metrics]
-answer_questions = 6
+answer_questions = {answer_questions}
 reference_text = "{ref}"
 
 [sweep]

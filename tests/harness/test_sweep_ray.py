@@ -16,45 +16,13 @@ from harness.sweep.config import load_config
 from harness.sweep.executors import RayExecutor, SweepWorker, WorkersDied
 from harness.sweep.grid import expand_grid
 from harness.sweep.run import run_sweep
-from tests.helpers import tiny_llama_folder, truthfulqa_csv
+from tests.harness.test_sweep import config_text
+from tests.helpers import tiny_llama_folder
 
-CONFIG = """
-[model]
-name = "{model}"
-device = "cpu"
 
-[data]
-truthfulqa = "{data}"
-questions = 6
-folds = 2
-
-[generation]
-max_new_tokens = 3
-batch_size = 4
-prompt_style = "chat"
-
-[metrics]
-answer_questions = 4
-reference_text = "{ref}"
-
-[sweep]
-magnitudes = [0, 2]
-
-[[directions]]
-name = "iti"
-kind = "iti"
-top_k = 2
-
-[[directions]]
-name = "md"
-kind = "meandiff"
-hooks = ["blocks.1.hook_resid_post"]
-
-[[directions]]
-name = "rnd"
-kind = "random"
-match = "md"
-"""
+def ray_config_text(model: Path, ref: Path, data: Path | None = None) -> str:
+    return config_text(model, ref, magnitudes=[0, 2], questions=6, max_new_tokens=3,
+                       answer_questions=4, data=data)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +32,7 @@ def setup(tmp_path_factory):
     ref = root / "ref.txt"
     ref.write_text("The cat sat on the mat.\nA week has seven days.\n")
     config = root / "sweep.toml"
-    config.write_text(CONFIG.format(model=model, data=truthfulqa_csv(), ref=ref))
+    config.write_text(ray_config_text(model, ref))
     local, cellwise = root / "local_run", root / "local_cell_by_cell"
     run_sweep(load_config(config), local, progress=False)  # packed, as by default
     run_sweep(load_config(config), cellwise, progress=False, pack=1)
@@ -170,7 +138,7 @@ def test_sweep_ray__a_dead_worker_s_cells_go_to_a_fresh_worker(setup, ray_cluste
 
 def test_sweep_cli__executor_ray_without_ray_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     config = tmp_path / "c.toml"
-    config.write_text(CONFIG.format(model=tmp_path, data=tmp_path / "q.csv", ref=tmp_path))
+    config.write_text(ray_config_text(tmp_path, tmp_path, data=tmp_path / "q.csv"))
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     assert main(["sweep", str(config), "--out", str(tmp_path / "run"), "--executor", "ray"]) == 2
     err = capsys.readouterr().err.strip()
