@@ -7,9 +7,9 @@ configuration its own), ``--rows`` prompts per configuration (the quickstart's c
 questions per fold), greedy, exactly ``--new-tokens`` new tokens (EOS cannot end a row early).
 
 * **cell by cell**: per configuration, ``hooks(model, ivs)`` and its rows in batches of
-  ``--batch`` (20 rows at batch 16: one batch of 16, one of 4).
+  each of ``--batches`` (20 rows at batch 16: one batch of 16, one of 4).
 * **packed**: ``hooks(model, groups=[ivs of every configuration])`` and all cells x rows in
-  batches of ``--batch``, ``state.select_rows`` telling each row's configuration — what
+  batches of the same size, ``state.select_rows`` telling each row's configuration — what
   ``harness.generation.generate_answers`` does for a packed sweep.
 
 Timed with ``torch.cuda.synchronize``; one warm-up of each; alternating which goes first;

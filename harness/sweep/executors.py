@@ -158,7 +158,7 @@ class RayExecutor:
         from evals.rundir import RunDir
         from harness.sideeffects import load_reference_text
 
-        cfg = ctx.cfg
+        cfg, run = ctx.cfg, RunDir(out)
         gpus = self.num_gpus if self.num_gpus is not None else (
             1.0 if ctx.model.device.type == "cuda" else 0.0)
         resources = ray.cluster_resources()
@@ -188,7 +188,7 @@ class RayExecutor:
 
         def submit(actor) -> bool:
             while groups:
-                done = RunDir(out).finished_cells()
+                done = run.finished_cells()
                 group = [c for c in groups.popleft() if c.cell_id not in done]
                 if group:
                     pending[actor.handle.run.remote(group)] = (actor, group)
@@ -222,8 +222,8 @@ class RayExecutor:
                     cause = getattr(err, "cause", None)
                     raise (cause if isinstance(cause, InputError) else err) from None
                 for cell_id, rows, desc in results:
-                    if cell_id not in RunDir(out).finished_cells():
-                        RunDir(out).write_cell(cell_id, rows, desc)
+                    if cell_id not in run.finished_cells():
+                        run.write_cell(cell_id, rows, desc)
                         computed += 1
                     bar.update(1)
                 if deaths > self.max_worker_deaths or not submit(actor):
@@ -233,7 +233,7 @@ class RayExecutor:
             for actor, _ in pending.values():
                 ray.kill(actor.handle)
         lost += [c for g in groups for c in g]
-        missing = [c.cell_id for c in lost if c.cell_id not in RunDir(out).finished_cells()]
+        missing = [c.cell_id for c in lost if c.cell_id not in run.finished_cells()]
         if missing:
             raise WorkersDied(f"{len(missing)} cell(s) not computed: {deaths} Ray worker(s) died "
                               f"(last: {last_error or 'no message'}); {computed} finished cell(s) "

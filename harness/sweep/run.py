@@ -64,9 +64,10 @@ def run_identity(cfg: SweepConfig, data_sha256: str) -> dict[str, Any]:
 
 def check_run_dir(out: Path, identity: dict[str, Any]) -> None:
     """Raise ConfigError when ``out`` holds a run made with another config or data."""
-    info = RunDir(out).info()
+    run = RunDir(out)
+    info = run.info()
     if not info:
-        if RunDir(out).finished_cells():
+        if run.finished_cells():
             raise ConfigError(f"--out {out}: has cells but no run.json (not a sweep run dir); "
                               "choose another --out")
         return
@@ -168,8 +169,8 @@ def run_pack(ctx, cells: list[Cell], packed: bool = True
     if packed and scored:
         items = [it for _, p in scored for it in p.items]
         group_of = [j for j, (_, p) in enumerate(scored) for _ in p.items]
-        # on a CPU, MC is bound by the vocabulary-wide log-softmax of every answer token:
-        # stacking groups was 10% slower there (benchmarks/sweep.py), so only on accelerators
+        # on a CPU, MC is compute-bound (matrix multiplies; docs/sweeps.md): stacking groups
+        # was 10% slower there (benchmarks/sweep.py), so only on accelerators
         stack = ctx.cfg.generation.batch_size if ctx.model.device.type != "cpu" else 1
         flat = score_mc(ctx.model, items, groups=[p.ivs for _, p in scored], group_of=group_of,
                         packed_batch=stack, progress=ctx.progress)
@@ -347,17 +348,17 @@ def compute_cells(ctx: SweepContext, cells: list[Cell]
 def run_cells(ctx: SweepContext, cells: list[Cell], out: Path, progress: bool = True) -> int:
     """The in-process loop: compute each unfinished cell and write it (atomically); returns
     how many were computed."""
-    computed, size = 0, ctx.pack_size()
+    computed, size, run = 0, ctx.pack_size(), RunDir(out)
     ctx.progress = progress and size > 1  # a pack's cells finish together: show its rows
     bar = progress_bar(total=len(cells), desc="sweep cells", unit="cell",
                        disable=not progress)
     for start in range(0, len(cells), size):
-        done = RunDir(out).finished_cells()  # another shard/process may have finished some
+        done = run.finished_cells()  # another shard/process may have finished some meanwhile
         group = [c for c in cells[start:start + size] if c.cell_id not in done]
         if group:
             bar.set_postfix_str(group[0].cell_id[-40:])
         for cell_id, rows, desc in compute_cells(ctx, group):  # each cell written on its own
-            RunDir(out).write_cell(cell_id, rows, desc)
+            run.write_cell(cell_id, rows, desc)
             computed += 1
         bar.update(min(size, len(cells) - start))
     bar.close()
