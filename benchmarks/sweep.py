@@ -11,7 +11,7 @@ Directions are fitted once (not timed). Each repeat computes every cell with
 printed. Side effects (CE/KL, not packed) are off unless ``--side-effects``.
 
     OMP_NUM_THREADS=2 python benchmarks/sweep.py [--grid quick|wide|both] [--questions 40]
-        [--tokens 32] [--batch 16] [--repeats 3] [--pack 16]
+        [--tokens 32] [--batch 16] [--repeats 3] [--pack 16] [--no-mc | --no-answers]
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def build(args, grid: str, out: Path):
         data=DataConfig(questions=args.questions, folds=2),
         generation=GenerationConfig(max_new_tokens=args.tokens, batch_size=args.batch,
                                     prompt_style="chat"),
-        metrics=MetricsConfig(answers=True, mc=not args.no_mc, side_effects=args.side_effects),
+        metrics=MetricsConfig(answers=not args.no_answers, mc=not args.no_mc,
+                              side_effects=args.side_effects),
         sweep=SweepSettings(magnitudes=magnitudes, positions="all"),
         directions=(DirectionConfig(name="meandiff", kind="meandiff", hooks=tuple(
             f"blocks.{layer}.hook_resid_post" for layer in layers)),))
@@ -88,6 +89,7 @@ def main() -> None:
     parser.add_argument("--pack", type=int, default=16)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-mc", action="store_true")
+    parser.add_argument("--no-answers", action="store_true", help="MC only (time its packing)")
     parser.add_argument("--side-effects", action="store_true")
     args = parser.parse_args()
 
@@ -107,7 +109,8 @@ def main() -> None:
                        for a, b in zip(results[1], results[args.pack]))
             one, packed = statistics.median(times[1]), statistics.median(times[args.pack])
             print(f"{grid}: {len(cells)} cells x {args.questions} questions, batch {args.batch}, "
-                  f"{args.tokens} tokens, MC {'off' if args.no_mc else 'on'}: cell-by-cell "
+                  f"{args.tokens} tokens, answers {'off' if args.no_answers else 'on'}, "
+                  f"MC {'off' if args.no_mc else 'on'}: cell-by-cell "
                   f"{one:.1f} s, packed ({args.pack}/pack) {packed:.1f} s -> {one / packed:.2f}x "
                   f"(runs: {[round(t, 1) for t in times[1]]} vs "
                   f"{[round(t, 1) for t in times[args.pack]]}); identical rows and MC: {same}; "

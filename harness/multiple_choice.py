@@ -10,7 +10,9 @@ here as in generation.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,7 @@ from harness.generation import (
 )
 from harness.prompts import qa_prompt
 from harness.steering import Intervention, hooks
+from harness.trunk import adopt_layers, recording, replaying, unsteered_blocks
 
 
 @dataclass(frozen=True)
@@ -109,12 +112,13 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
     Packed (per-row steering): ``groups`` lists steering configurations and ``group_of[i]``
     says which one steers prompt i. Each group's prompts are chunked as alone; chunks of
     different groups holding the same prompts share a batch (up to ``packed_batch`` prompts),
-    so every row has the padding and batch-mates' shapes it has alone.
+    so every row has the padding and batch-mates' shapes it has alone. With ``packed_batch``
+    at most ``batch_questions`` each batch holds one group's chunk, exactly as alone, and the
+    groups scoring one chunk share its unsteered trunk (:mod:`harness.trunk`): a group steered
+    from block L on replays blocks 0..L-1 from the deepest-unsteered group's pass.
     """
     if (groups is None) != (group_of is None) or (groups is not None and interventions):
         raise ValueError("answer_logprobs: give interventions, or groups with group_of")
-    tok, dev = model.tokenizer, model.device
-    cache_kw = cache_kwarg(model)
     out: list[list[float]] = [[] for _ in prompts]
     shared = common_prefix_length(prompts) if prompts else 0
     longest = max(map(len, prompts), default=0) + max(
@@ -126,44 +130,108 @@ def answer_logprobs(model, prompts: Sequence[Sequence[int]],
         prefix = None
         if shared:
             prefix = group_prefix_caches(model, state, prompts[0][:shared], group_of)
-        for qs in _plan(prompts, answers, batch_questions, group_of, packed_batch):
-            ids, mask = pad_left([prompts[i][shared:] for i in qs], tok.pad_token_id, dev)
-            row_groups = None if group_of is None else [group_of[i] for i in qs]
-            if row_groups is not None:
-                state.select_rows(row_groups, dev)
-            kwargs = {}
-            if prefix is not None:
-                kwargs[cache_kw] = continue_prefix(prefix, row_groups, len(qs))
-                full = torch.cat([torch.ones(len(qs), shared, dtype=mask.dtype, device=dev),
-                                  mask], dim=1)
+        run = _BatchRunner(model, state, prompts, answers, shared, prefix, group_of, out)
+        if group_of is not None and packed_batch <= batch_questions:
+            # one group per batch, as alone: configurations scoring the same chunk share
+            # its unsteered trunk (harness.trunk); numbers bitwise those alone
+            depth = [unsteered_blocks(model, g) for g in groups]
+            for family in _families(prompts, answers, batch_questions, group_of):
+                run.family(family, [depth[group_of[qs[0]]] for qs in family])
+                bar.update(sum(map(len, family)))
+        else:
+            for qs in _plan(prompts, answers, batch_questions, group_of, packed_batch):
+                run.batch(qs)
+                bar.update(len(qs))
+    bar.close()
+    return out
+
+
+def _families(prompts, answers, batch_questions: int, group_of) -> list[list[list[int]]]:
+    """Each group's prompts chunked as alone; chunks holding the same prompts and answers
+    (one per group that scores them) form a family."""
+    per_group: dict[int, list[int]] = {}
+    for i, g in enumerate(group_of):
+        per_group.setdefault(g, []).append(i)
+    same: dict[tuple, list[list[int]]] = {}
+    for idx in per_group.values():
+        for s in range(0, len(idx), batch_questions):
+            chunk = idx[s:s + batch_questions]
+            key = tuple((tuple(prompts[i]), tuple(map(tuple, answers[i]))) for i in chunk)
+            same.setdefault(key, []).append(chunk)
+    return list(same.values())
+
+
+class _BatchRunner:
+    """Scores batches of prompts: a pass over the prompts (KV cache kept), one over all their
+    answers; writes each answer's summed log-prob into ``out``."""
+
+    def __init__(self, model, state, prompts, answers, shared, prefix, group_of, out):
+        self.model, self.state, self.prompts, self.answers = model, state, prompts, answers
+        self.shared, self.prefix, self.group_of, self.out = shared, prefix, group_of, out
+        self.cache_kw = cache_kwarg(model)
+
+    def family(self, chunks: list[list[int]], depths: list[int]) -> None:
+        """Chunks of the same prompts under different groups: the deepest-unsteered one runs
+        whole, recording the block outputs the others need; each other replays its
+        unsteered blocks from those records."""
+        order = sorted(range(len(chunks)), key=lambda k: -depths[k])
+        top, rest = order[0], [k for k in order[1:] if depths[k] > 0]
+        points = sorted({depths[k] - 1 for k in rest})
+        with recording(self.model, points) as rec:
+            top_layers = self.batch(chunks[top], keep_layers=max(points, default=-1) + 1)
+        for k in order[1:]:
+            n = depths[k] if k in rest else 0
+            if n == 0:
+                self.batch(chunks[k])
             else:
-                full = mask
-            state.reset(shared, full.shape[1])
+                self.batch(chunks[k], replay=(n, rec[n - 1], top_layers))
+
+    def batch(self, qs: list[int], keep_layers: int = 0, replay=None) -> list:
+        """Score one batch; ``keep_layers``: return the first so many layers of the prompt
+        pass's KV cache (for replays); ``replay``: (blocks, [prompt-pass output, answer-pass
+        output] of the last of them, the recorded pass's KV layers)."""
+        model, state, tok, dev = self.model, self.state, self.model.tokenizer, self.model.device
+        shared, cache_kw = self.shared, self.cache_kw
+        ids, mask = pad_left([self.prompts[i][shared:] for i in qs], tok.pad_token_id, dev)
+        row_groups = None if self.group_of is None else [self.group_of[i] for i in qs]
+        if row_groups is not None:
+            state.select_rows(row_groups, dev)
+        kwargs = {}
+        if self.prefix is not None:
+            kwargs[cache_kw] = continue_prefix(self.prefix, row_groups, len(qs))
+            full = torch.cat([torch.ones(len(qs), shared, dtype=mask.dtype, device=dev),
+                              mask], dim=1)
+        else:
+            full = mask
+        state.reset(shared, full.shape[1])
+        with replaying(model, replay[0], replay[1][0]) if replay else nullcontext():
             res = model.hf_model(input_ids=ids, attention_mask=full, use_cache=True,
                                  position_ids=shared + (mask.cumsum(-1) - 1).clamp(min=0),
                                  logits_to_keep=1, **kwargs)
-            first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)     # [B, V]
-            rows, a_ids, a_mask, owner = _answer_rows(answers, qs, tok, dev)
-            cache = output_cache(res)
-            cache.batch_select_indices(owner)
-            if row_groups is not None:
-                state.select_rows([row_groups[b] for b in owner.tolist()], dev)
-            pos = shared + mask.sum(1)[owner][:, None] + torch.arange(a_ids.shape[1],
-                                                                      device=dev)[None]
+        first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)     # [B, V]
+        rows, a_ids, a_mask, owner = _answer_rows(self.answers, qs, tok, dev)
+        cache = output_cache(res)
+        if replay:
+            adopt_layers(cache, replay[2], replay[0])
+        kept = [copy.copy(layer) for layer in cache.layers[:keep_layers]]
+        cache.batch_select_indices(owner)
+        if row_groups is not None:
+            state.select_rows([row_groups[b] for b in owner.tolist()], dev)
+        pos = shared + mask.sum(1)[owner][:, None] + torch.arange(a_ids.shape[1],
+                                                                  device=dev)[None]
+        with replaying(model, replay[0], replay[1][1]) if replay else nullcontext():
             res2 = model.hf_model(input_ids=a_ids, attention_mask=torch.cat(
                 [full[owner], a_mask], dim=1), position_ids=pos, use_cache=True,
                 **{cache_kw: cache})
-            logp = torch.log_softmax(res2.logits.float(), dim=-1)           # [R, A, V]
-            for r, (b, a) in enumerate(rows):
-                n = len(a)
-                total = first[b, a[0]]
-                if n > 1:
-                    total = total + logp[r, torch.arange(n - 1, device=dev),
-                                         a_ids[r, 1:n]].sum()
-                out[qs[b]].append(float(total))
-            bar.update(len(qs))
-    bar.close()
-    return out
+        logp = torch.log_softmax(res2.logits.float(), dim=-1)           # [R, A, V]
+        for r, (b, a) in enumerate(rows):
+            n = len(a)
+            total = first[b, a[0]]
+            if n > 1:
+                total = total + logp[r, torch.arange(n - 1, device=dev),
+                                     a_ids[r, 1:n]].sum()
+            self.out[qs[b]].append(float(total))
+        return kept
 
 
 def score_mc(model, items: Sequence[MCItem], interventions: Sequence[Intervention] = (),

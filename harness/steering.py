@@ -99,7 +99,7 @@ def _alias_module(model, layer: int, kind: str) -> Any:
     """
     mapping = model.bridge.adapter.component_mapping["blocks"]
     component = model.bridge.blocks[layer]
-    module = _module_at(model.hf_model, mapping.name)[layer]
+    module = block_modules(model)[layer]
     hook = kind
     if kind == "attn.hook_z":
         component, mapping, hook = component.attn, mapping.submodules["attn"], "hook_z"
@@ -114,6 +114,12 @@ def _alias_module(model, layer: int, kind: str) -> Any:
             raise _unsupported(model, f"its bridge has {kind} at {target!r}")
         module, mapping = _module_at(module, sub.name), sub
     return module
+
+
+def block_modules(model) -> Any:
+    """The HF model's list of transformer blocks (``blocks.L`` is item L), per the bridge's
+    adapter mapping."""
+    return _module_at(model.hf_model, model.bridge.adapter.component_mapping["blocks"].name)
 
 
 def resolve_hook(model, name: str) -> HookSite:

@@ -170,7 +170,9 @@ def run_pack(ctx, cells: list[Cell], packed: bool = True
         items = [it for _, p in scored for it in p.items]
         group_of = [j for j, (_, p) in enumerate(scored) for _ in p.items]
         # on a CPU, MC is compute-bound (matrix multiplies; docs/sweeps.md): stacking groups
-        # was 10% slower there (benchmarks/sweep.py), so only on accelerators
+        # was 10% slower there (benchmarks/sweep.py); one group per batch instead shares the
+        # blocks below each group's first steered one (harness.trunk), bitwise as alone.
+        # Stacking (more rows per weight read) is for accelerators.
         stack = ctx.cfg.generation.batch_size if ctx.model.device.type != "cpu" else 1
         flat = score_mc(ctx.model, items, groups=[p.ivs for _, p in scored], group_of=group_of,
                         packed_batch=stack, progress=ctx.progress)

@@ -177,6 +177,11 @@ def test_score_mc__packed_equals_each_cell_alone_on_the_embedded_model(embedded)
         assert got["mc3"].tolist() == ref["mc3"].tolist()
         assert abs(got["mc2"] - ref["mc2"]).max() <= 1e-5
     assert alone[1] != alone[0] and alone[2] != alone[0]
+    # one group per batch (the CPU sweep's MC): the groups share the unsteered trunk
+    # (harness.trunk) and every log-prob is bitwise the one alone
+    trunk = answer_logprobs(model, prompts * len(groups), answers * len(groups),
+                            groups=groups, group_of=group_of, packed_batch=4)
+    assert trunk == [row for g in range(len(groups)) for row in alone[g]]
 
 
 def test_run_sweep__packed_cells_equal_cell_by_cell(tmp_path):
