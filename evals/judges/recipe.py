@@ -34,7 +34,7 @@ class LearnedJudgeConfig:
     seed: int = 0
     nonanswer_block: bool = True  # the non-answer detector's features as a block of their own
     fluency: bool = False  # the probe model's log-probability of the answer (3x the probe's cost)
-    steered_weight: float = 3.0  # sample weight of a steered TRAIN row (chosen by grouped CV)
+    steered_weight: float = 1.0  # sample weight of a steered TRAIN row (chosen by grouped CV)
     recipe_version: str = RECIPE_VERSION
 
     def __post_init__(self) -> None:
