@@ -80,18 +80,10 @@ def _plan(prompts, answers, batch_questions: int, group_of, packed_batch: int
     if group_of is None:
         return [list(range(s, min(s + batch_questions, len(prompts))))
                 for s in range(0, len(prompts), batch_questions)]
-    per_group: dict[int, list[int]] = {}
-    for i, g in enumerate(group_of):
-        per_group.setdefault(g, []).append(i)
-    same: dict[tuple, list[list[int]]] = {}
-    for idx in per_group.values():
-        for s in range(0, len(idx), batch_questions):
-            chunk = idx[s:s + batch_questions]
-            key = tuple((tuple(prompts[i]), tuple(map(tuple, answers[i]))) for i in chunk)
-            same.setdefault(key, []).append(chunk)
     per_batch = max(1, packed_batch // batch_questions)
     return [[i for chunk in chunks[k:k + per_batch] for i in chunk]
-            for chunks in same.values() for k in range(0, len(chunks), per_batch)]
+            for chunks in _families(prompts, answers, batch_questions, group_of)
+            for k in range(0, len(chunks), per_batch)]
 
 
 @torch.inference_mode()
