@@ -166,17 +166,13 @@ class _BatchRunner:
         """Chunks of the same prompts under different groups: the deepest-unsteered one runs
         whole, recording the block outputs the others need; each other replays its
         unsteered blocks from those records."""
-        order = sorted(range(len(chunks)), key=lambda k: -depths[k])
-        top, rest = order[0], [k for k in order[1:] if depths[k] > 0]
-        points = sorted({depths[k] - 1 for k in rest})
+        top, *rest = sorted(range(len(chunks)), key=lambda k: -depths[k])
+        points = sorted({depths[k] - 1 for k in rest if depths[k] > 0})
         with recording(self.model, points) as rec:
             top_layers = self.batch(chunks[top], keep_layers=max(points, default=-1) + 1)
-        for k in order[1:]:
-            n = depths[k] if k in rest else 0
-            if n == 0:
-                self.batch(chunks[k])
-            else:
-                self.batch(chunks[k], replay=(n, rec[n - 1], top_layers))
+        for k in rest:
+            n = depths[k]
+            self.batch(chunks[k], replay=(n, rec[n - 1], top_layers) if n else None)
 
     def batch(self, qs: list[int], keep_layers: int = 0, replay=None) -> list:
         """Score one batch; ``keep_layers``: return the first so many layers of the prompt
