@@ -1,7 +1,8 @@
 """Computing (and caching) the learned judge's features for many answers at once.
 
 :class:`Featurizer` turns (question, answer, references) into the recipe's feature blocks —
-``ref`` (MiniLM reference features), ``nonanswer`` (the non-answer detector's features, also
+``ref`` (MiniLM reference features, plus the claim features of evals/judges/claims.py when
+the recipe has them), ``nonanswer`` (the non-answer detector's features, also
 MiniLM) and ``probe`` (the LLM's activations) — reading them from the
 persistent feature cache when it has them and storing what it computes (probe features every
 ``CHUNK`` answers, so an interrupted build resumes).
@@ -21,6 +22,7 @@ import numpy as np
 from evals.errors import InputError
 from evals.io import cache_root
 from evals.judges.base import JudgeItem
+from evals.judges.claims import CLAIM_FEATURE_NAMES, claim_features
 from evals.judges.feature_cache import FeatureCache, answer_key, model_fingerprint, space_name
 from evals.judges.features import (
     FEATURES_VERSION,
@@ -79,12 +81,24 @@ class Featurizer:
             self._model = self.model_loader(self.cfg.probe_model)
         return self._model
 
+    @property
+    def ref_names(self) -> tuple[str, ...]:
+        """The reference block's feature names: similarities, then claims when the recipe says."""
+        return REF_FEATURE_NAMES + (CLAIM_FEATURE_NAMES if self.cfg.claim_features else ())
+
+    def _ref_row(self, a: Answer, emb: Callable[[str], np.ndarray]) -> np.ndarray:
+        sims = reference_features(a.question, a.answer, a.correct, a.incorrect, a.best, emb)
+        if not self.cfg.claim_features:
+            return sims
+        return np.concatenate([sims, claim_features(a.question, a.answer, a.correct,
+                                                    a.incorrect)])
+
     def space(self, block: str) -> str:
         """The cache space of a block: everything that decides its numbers."""
         if block not in self._spaces:
             if block in ("ref", "nonanswer"):
                 weights = minilm_folder() / "model.safetensors"
-                fields = {"block": "ref", "names": REF_FEATURE_NAMES, "version": FEATURES_VERSION,
+                fields = {"block": "ref", "names": self.ref_names, "version": FEATURES_VERSION,
                           "minilm": weights.stat().st_size if weights.exists() else 0}
                 if block == "nonanswer":
                     fields.update(block="nonanswer", names=NONANSWER_NAMES,
@@ -105,7 +119,7 @@ class Featurizer:
 
     def width(self, block: str) -> int:
         if block == "ref":
-            return len(REF_FEATURE_NAMES)
+            return len(self.ref_names)
         if block == "nonanswer":
             return len(NONANSWER_NAMES)
         if block == "fluency":
@@ -149,9 +163,7 @@ class Featurizer:
                               disable=not progress) as bar:
                 vecs = dict(zip(sorted(texts), self._embedder.embed(sorted(texts), bar.update)))
             if block == "ref":
-                fresh = dict(zip(todo, (reference_features(
-                    a.question, a.answer, a.correct, a.incorrect, a.best, vecs.__getitem__)
-                    for a in answers)))
+                fresh = dict(zip(todo, (self._ref_row(a, vecs.__getitem__) for a in answers)))
             else:
                 fresh = dict(zip(todo, (nonanswer_features(
                     a.question, a.answer, (*a.correct, *a.incorrect), vecs.__getitem__)

@@ -11,7 +11,7 @@ from typing import Any
 from evals.errors import InputError
 from evals.judges.features import ProbePrompt
 
-RECIPE_VERSION = "2"  # 2: the non-answer block and the steered training rows
+RECIPE_VERSION = "3"  # 2: the non-answer block and the steered training rows; 3: claim features
 KINDS = ("truthful", "informative")
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "weights.safetensors"
 EMBEDDED_PROBE_MODEL = "smollm2-135m-instruct"
@@ -35,6 +35,7 @@ class LearnedJudgeConfig:
     nonanswer_block: bool = True  # the non-answer detector's features as a block of their own
     fluency: bool = False  # the probe model's log-probability of the answer (3x the probe's cost)
     steered_weight: float = 1.0  # sample weight of a steered TRAIN row (chosen by grouped CV)
+    claim_features: bool = True  # the reference block adds evals/judges/claims.py's features
     recipe_version: str = RECIPE_VERSION
 
     def __post_init__(self) -> None:
@@ -82,6 +83,8 @@ class LearnedJudgeConfig:
                              "(made by a newer truthsteer?)")
         if "nonanswer_block" not in data:  # a version-1 judge: no non-answer block
             data = {**data, "nonanswer_block": False}
+        if "claim_features" not in data:  # before version 3: similarities-only reference block
+            data = {**data, "claim_features": False}
         return cls(**data)
 
 

@@ -9,7 +9,9 @@ import torch
 from evals.errors import InputError
 from evals.judges.base import JudgeItem
 from evals.judges.default import load_or_build_default
-from evals.judges.features import PROBE_SUFFIX, ProbePrompt, probe_features
+from evals.judges.claims import CLAIM_FEATURE_NAMES
+from evals.judges.featurizer import Featurizer
+from evals.judges.features import PROBE_SUFFIX, REF_FEATURE_NAMES, ProbePrompt, probe_features
 from evals.judges.learned import LearnedJudge, LearnedJudgeConfig
 from evals.judges.learned_fit import LinearModel, PolyExpansion, fit_block, group_folds
 from evals.judges.learned_train import split_questions, train_learned_judge
@@ -119,7 +121,7 @@ def test_learned_judge__trains_on_human_labels_saves_safetensors_and_reloads(tmp
     m = tiny_llama(n_layers=2)
     loader = lambda name: (m.hf_model, m.tokenizer)
     cfg = LearnedJudgeConfig(probe_model="tiny", probe_layers=(1,), folds=3,
-                             c_grid=(0.01, 0.1), ref_c_grid=(1.0,))
+                             c_grid=(0.01, 0.1), ref_c_grid=(0.03, 0.1, 1.0))
     cache = tmp_path / "features.sqlite"
     judge = train_learned_judge(truth, info, tq, cfg, loader, progress=False,
                                 holdout_frac=0.25, name="t", feature_cache=cache)
@@ -280,6 +282,13 @@ def test_config__old_recipes_load_without_the_new_blocks():
            if k not in ("nonanswer_block", "steered_weight", "fluency")}
     old["recipe_version"] = "1"
     assert LearnedJudgeConfig.from_dict(old).blocks == ("ref", "probe")
+    v2 = {k: v for k, v in LearnedJudgeConfig().to_dict().items() if k != "claim_features"}
+    v2["recipe_version"] = "2"  # saved before claim features: its reference block has 19
+    assert not LearnedJudgeConfig.from_dict(v2).claim_features
+    assert Featurizer(LearnedJudgeConfig.from_dict(v2), None).width("ref") == len(
+        REF_FEATURE_NAMES)
+    assert Featurizer(LearnedJudgeConfig(), None).width("ref") == len(REF_FEATURE_NAMES) + len(
+        CLAIM_FEATURE_NAMES)
     assert LearnedJudgeConfig(fluency=True).blocks == ("ref", "probe", "fluency", "nonanswer")
     with pytest.raises(InputError, match="fluency needs a probe model"):
         LearnedJudgeConfig(probe_model=None, fluency=True)
