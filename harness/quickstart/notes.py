@@ -9,7 +9,9 @@ from harness.quickstart.config import QuickstartConfig
 QUICK_JUDGE_NOTE = (
     "Judge: the quick judge (the offline default judge's recipe without its language-model "
     "probe: logistic regressions on all-MiniLM-L6-v2 similarities of each answer to the "
-    "reference answers, trained on TruthfulQA's human labels). It was used because the default "
+    "reference answers, whether its yes/no, negation and wording side with the correct or the "
+    "incorrect references, and the non-answer detector's features; trained on TruthfulQA's "
+    "human labels and the steered development set's TRAIN split). It was used because the default "
     "judge is not built on this machine yet and building it takes far longer than this "
     "quickstart. Its measured agreement with people is in the run's fingerprint below. For the "
     "default judge: `truthsteer judge OUT/run --judge default`, then `truthsteer report OUT/run "
