@@ -11,8 +11,8 @@ here as in generation.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +57,26 @@ def mc_items(questions: Sequence[Question], tokenizer) -> list[MCItem]:
         items.append(MCItem(q.id, ans, tuple(prompt), tuple(enc(a) for a in ans.true),
                             tuple(enc(a) for a in ans.false)))
     return items
+
+
+@contextmanager
+def head_at(hf_model, at: torch.Tensor) -> Iterator[None]:
+    """The LM head sees only the hidden states at flat positions ``at`` (row * width + position)
+    of a [rows, width] pass: logits come out [1, len(at), vocab] instead of [rows, width, vocab].
+    An answer pass needs logits only where a next answer token is scored, not at padding or at
+    an answer's last token; element-wise post-processing of the logits (Gemma's soft-capping)
+    still applies."""
+    head = hf_model.get_output_embeddings()
+    saved = head.__dict__.get("forward")
+    compute = head.forward
+    head.forward = lambda h: compute(h.reshape(-1, h.shape[-1])[at].unsqueeze(0))
+    try:
+        yield
+    finally:
+        if saved is None:
+            del head.forward
+        else:
+            head.forward = saved
 
 
 def _answer_rows(answers, qs, tok, dev):
@@ -207,17 +227,23 @@ class _BatchRunner:
             state.select_rows([row_groups[b] for b in owner.tolist()], dev)
         pos = shared + mask.sum(1)[owner][:, None] + torch.arange(a_ids.shape[1],
                                                                   device=dev)[None]
-        with replaying(model, replay[0], replay[1][1]) if replay else nullcontext():
+        width = a_ids.shape[1]
+        at = torch.tensor([r * width + t for r, (_, a) in enumerate(rows)
+                           for t in range(len(a) - 1)], dtype=torch.long, device=dev)
+        with (replaying(model, replay[0], replay[1][1]) if replay else nullcontext(),
+              head_at(model.hf_model, at)):
             res2 = model.hf_model(input_ids=a_ids, attention_mask=torch.cat(
                 [full[owner], a_mask], dim=1), position_ids=pos, use_cache=True,
                 **{cache_kw: cache})
-        logp = torch.log_softmax(res2.logits.float(), dim=-1)           # [R, A, V]
-        for r, (b, a) in enumerate(rows):
+        logp = torch.log_softmax(res2.logits[0].float(), dim=-1)        # [len(at), V]
+        picked = logp.gather(1, a_ids.reshape(-1)[at + 1][:, None])[:, 0]
+        start = 0
+        for b, a in rows:
             n = len(a)
             total = first[b, a[0]]
             if n > 1:
-                total = total + logp[r, torch.arange(n - 1, device=dev),
-                                     a_ids[r, 1:n]].sum()
+                total = total + picked[start:start + n - 1].sum()
+                start += n - 1
             self.out[qs[b]].append(float(total))
         return kept
 
