@@ -18,9 +18,11 @@ import json
 import time
 from pathlib import Path
 
+from harness.quickstart.judge import QUICK_RECIPE
+
 RECIPES = {
-    "quick-v2": {"probe_model": None, "claim_features": False},
-    "quick": {"probe_model": None},
+    "quick-v2": {**QUICK_RECIPE, "claim_features": False},
+    "quick": QUICK_RECIPE,
     "default-v2": {"claim_features": False},
     "default": {},
 }

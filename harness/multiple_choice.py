@@ -32,7 +32,7 @@ from harness.generation import (
 )
 from harness.prompts import qa_prompt
 from harness.steering import Intervention, hooks
-from harness.trunk import adopt_layers, recording, replaying, unsteered_blocks
+from harness.trunk import adopt_layers, patched_forward, recording, replaying, unsteered_blocks
 
 
 @dataclass(frozen=True)
@@ -65,18 +65,10 @@ def head_at(hf_model, at: torch.Tensor) -> Iterator[None]:
     of a [rows, width] pass: logits come out [1, len(at), vocab] instead of [rows, width, vocab].
     An answer pass needs logits only where a next answer token is scored, not at padding or at
     an answer's last token; element-wise post-processing of the logits (Gemma's soft-capping)
-    still applies."""
-    head = hf_model.get_output_embeddings()
-    saved = head.__dict__.get("forward")
-    compute = head.forward
-    head.forward = lambda h: compute(h.reshape(-1, h.shape[-1])[at].unsqueeze(0))
-    try:
+    still applies. Not re-entrant (a nested one would index twice)."""
+    with patched_forward([hf_model.get_output_embeddings()], lambda compute: lambda h: compute(
+            h.reshape(-1, h.shape[-1])[at].unsqueeze(0))):
         yield
-    finally:
-        if saved is None:
-            del head.forward
-        else:
-            head.forward = saved
 
 
 def _answer_rows(answers, qs, tok, dev):

@@ -14,7 +14,7 @@ bitwise those it gets alone: the replayed tensors are what it would have compute
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -52,22 +52,32 @@ def recording(model, points: Sequence[int]) -> Iterator[dict[int, list[Any]]]:
 
 
 @contextmanager
+def patched_forward(modules: Sequence[Any], make: Callable[[Callable], Callable]
+                    ) -> Iterator[None]:
+    """Each module's ``forward`` becomes ``make(its current forward)`` for the duration; what
+    was there before (an instance attribute some wrappers set, or none) is restored exactly.
+    Hooks registered on the modules still run around the new forward."""
+    saved = []
+    try:
+        for m in modules:
+            saved.append(m.__dict__.get("forward"))
+            m.forward = make(m.forward)
+        yield
+    finally:
+        for m, old in zip(modules, saved):
+            if old is None:
+                del m.forward
+            else:
+                m.forward = old
+
+
+@contextmanager
 def replaying(model, n_blocks: int, output: Any) -> Iterator[None]:
     """Blocks ``0 .. n_blocks-1`` compute nothing: each returns ``output`` (the recorded raw
     output of block ``n_blocks - 1``); their hooks still run."""
-    blocks = block_modules(model)
-    saved = []
-    try:
-        for b in range(n_blocks):
-            saved.append(blocks[b].__dict__.get("forward"))
-            blocks[b].forward = lambda *_a, **_k: output
+    with patched_forward(block_modules(model)[:n_blocks],
+                         lambda _forward: lambda *_a, **_k: output):
         yield
-    finally:
-        for b, old in enumerate(saved):
-            if old is None:
-                del blocks[b].forward
-            else:
-                blocks[b].forward = old
 
 
 def adopt_layers(cache, source_layers: Sequence[Any], n_blocks: int) -> None:

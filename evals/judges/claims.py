@@ -26,8 +26,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from evals.labels import normalise
 from evals.truthfulqa import NO_COMMENT
 
+CLAIMS_VERSION = "2"  # bump when a feature's definition changes (part of the cache space)
 CLAIM_FEATURE_NAMES = (
     "polarity", "polarity_x_true", "polarity_x_false", "polarity_agreement", "negates",
     "negation_agreement", "negation_margin", "only_true_overlap", "only_false_overlap",
@@ -54,13 +56,17 @@ _HEDGED_CLAIM = re.compile(r"\b(not sure|unsure|don't know|do not know)\b.*\b(bu
 
 
 def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    return _WORD.findall(text.lower().replace("\u2019", "'"))  # doesn’t == doesn't
 
 
 def polarity(text: str) -> float:
     """+1 if the text opens with a yes (yes, true, sure, ...), -1 with a no (no, not, never,
     ...), else 0; a leading hedge ("I'm not sure, but") is skipped first."""
-    for word in _words(_HEDGE_LEAD.sub("", text))[:3]:
+    for _ in range(3):  # "Well, I'm not sure, but ..." has two lead-ins
+        text, n = _HEDGE_LEAD.subn("", text)
+        if not n:
+            break
+    for word in _words(text)[:3]:
         if word in _YES:
             return 1.0
         if word in _NO:
@@ -80,7 +86,8 @@ def _content(text: str) -> set[str]:
 def claim_features(question: str, answer: str, correct: Sequence[str],
                    incorrect: Sequence[str]) -> np.ndarray:
     """One answer's claim features, in the order of :data:`CLAIM_FEATURE_NAMES` (float32)."""
-    true_refs = [r for r in dict.fromkeys(correct) if r != NO_COMMENT]
+    no_comment = normalise(NO_COMMENT)  # TruthfulQA writes it without the full stop
+    true_refs = [r for r in dict.fromkeys(correct) if normalise(r) != no_comment]
     false_refs = list(dict.fromkeys(incorrect))
     mean = lambda f, refs: float(np.mean([f(r) for r in refs])) if refs else 0.0
     pol, pol_true, pol_false = polarity(answer), mean(polarity, true_refs), mean(polarity,

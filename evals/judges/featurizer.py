@@ -22,7 +22,7 @@ import numpy as np
 from evals.errors import InputError
 from evals.io import cache_root
 from evals.judges.base import JudgeItem
-from evals.judges.claims import CLAIM_FEATURE_NAMES, claim_features
+from evals.judges.claims import CLAIM_FEATURE_NAMES, CLAIMS_VERSION, claim_features
 from evals.judges.feature_cache import FeatureCache, answer_key, model_fingerprint, space_name
 from evals.judges.features import (
     FEATURES_VERSION,
@@ -100,6 +100,8 @@ class Featurizer:
                 weights = minilm_folder() / "model.safetensors"
                 fields = {"block": "ref", "names": self.ref_names, "version": FEATURES_VERSION,
                           "minilm": weights.stat().st_size if weights.exists() else 0}
+                if block == "ref" and self.cfg.claim_features:
+                    fields["claims_version"] = CLAIMS_VERSION
                 if block == "nonanswer":
                     fields.update(block="nonanswer", names=NONANSWER_NAMES,
                                   version=NONANSWER_VERSION, prototypes=PROTOTYPES)

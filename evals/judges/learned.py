@@ -179,8 +179,15 @@ class LearnedJudge(Judge):
         models: dict[str, Any] = {k: LinearModel.from_arrays(arrays, k) for k in keys}
         if cfg.ref_degree == 2:
             models[REF_POLY] = PolyExpansion.from_arrays(arrays, REF_POLY)
-        return cls(cfg, models, data, model_loader, name=data.get("name") or folder.name,
-                   feature_cache=feature_cache)
+        judge = cls(cfg, models, data, model_loader, name=data.get("name") or folder.name,
+                    feature_cache=feature_cache)
+        ref = models.get(REF_POLY) or models[f"{KINDS[0]}.ref"]
+        if ref.mean.size != judge.featurize.width("ref"):
+            raise InputError(f"learned:{path}: its reference block takes {ref.mean.size} "
+                             f"features, this truthsteer computes {judge.featurize.width('ref')} "
+                             f"for its recipe (version {cfg.recipe_version}); retrain it with "
+                             "`truthsteer judge-train`")
+        return judge
 
 
 def _json_safe(obj: Any) -> Any:

@@ -17,7 +17,7 @@ def default_judge_built(tq, labels_dir: str | None) -> bool:
     return (folder / CFG_FILE).is_file()
 
 
-QUICK_RECIPE = {"probe_model": None}  # MiniLM reference-similarity features only
+QUICK_RECIPE = {"probe_model": None}  # the default recipe without its LLM probe
 
 
 def quick_judge(model_loader, tq, labels_dir: str | None, progress: bool):

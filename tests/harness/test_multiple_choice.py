@@ -6,9 +6,7 @@ from evals.truthfulqa import load_csv
 from harness.generation import cache_kwarg, common_prefix_length, output_cache
 from harness.multiple_choice import answer_logprobs, mc_items, score_mc
 from harness.steering import Intervention, hooks
-from harness.config import ModelConfig
-from harness.models import load_model
-from tests.helpers import TINY_ARCHITECTURES, tiny_llama, tiny_model_folder, truthfulqa_csv
+from tests.helpers import tiny_llama, truthfulqa_csv
 
 
 @pytest.fixture(scope="module")
@@ -56,23 +54,18 @@ def test_score_mc__per_question_metrics_from_scores(model):
     assert common_prefix_length([it.prompt_ids for it in items]) > 100
 
 
-
-@pytest.fixture(scope="module", params=TINY_ARCHITECTURES)
-def arch_model(request, tmp_path_factory):
-    folder = tiny_model_folder(request.param, tmp_path_factory.mktemp(request.param))
-    return load_model(ModelConfig(str(folder), device="cpu", dtype="float32"))
-
-
-def test_answer_logprobs__head_only_at_scored_positions_equals_full_logits(arch_model):
+def test_answer_logprobs__head_only_at_scored_positions_equals_full_logits(tiny_arch_model):
     """The answer pass computes logits only where an answer token is scored (head_at); on every
     architecture (Gemma's soft-capped logits included) the scores equal a plain full forward."""
     g = torch.Generator().manual_seed(1)
     prompts = [torch.randint(3, 250, (n,), generator=g).tolist() for n in (7, 4, 9)]
     answers = [[torch.randint(3, 250, (n,), generator=g).tolist() for n in sizes]
                for sizes in ([1, 5], [3, 2, 6], [4])]
-    got = answer_logprobs(arch_model, prompts, answers, (), batch_questions=2)
-    for p, ans, scores in zip(prompts, answers, got):
-        for a, s in zip(ans, scores):
-            assert s == pytest.approx(naive_logprob(arch_model, p, a, ()), abs=1e-3)
-    head = arch_model.hf_model.get_output_embeddings()
+    one_token = [[[7], [9]], [[11]], [[13], [5]]]  # batches where no answer token follows
+    for ans_set in (answers, one_token):
+        got = answer_logprobs(tiny_arch_model, prompts, ans_set, (), batch_questions=2)
+        for p, ans, scores in zip(prompts, ans_set, got):
+            for a, s in zip(ans, scores):
+                assert s == pytest.approx(naive_logprob(tiny_arch_model, p, a, ()), abs=1e-3)
+    head = tiny_arch_model.hf_model.get_output_embeddings()
     assert "forward" not in head.__dict__  # the head is restored after each pass

@@ -7,12 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.config import ModelConfig
-from harness.models import load_model
 from harness.multiple_choice import answer_logprobs
 from harness.steering import Intervention, block_modules
 from harness.trunk import unsteered_blocks
-from tests.helpers import TINY_ARCHITECTURES, tiny_model_folder
 
 
 def _unit(seed: int, n: int) -> torch.Tensor:
@@ -42,19 +39,12 @@ def _mc_inputs():
     return prompts, answers
 
 
-@pytest.fixture(scope="module", params=TINY_ARCHITECTURES)
-def arch_model(request, tmp_path_factory):
-    torch.set_num_threads(1)
-    folder = tiny_model_folder(request.param, tmp_path_factory.mktemp(request.param))
-    return load_model(ModelConfig(str(folder), device="cpu", dtype="float32"))
+def test_unsteered_blocks__counts_the_blocks_below_the_first_steered_one(tiny_arch_model):
+    assert [unsteered_blocks(tiny_arch_model, g) for g in _groups(tiny_arch_model)] == [1, 2, 1, 0, 1, 2]
 
 
-def test_unsteered_blocks__counts_the_blocks_below_the_first_steered_one(arch_model):
-    assert [unsteered_blocks(arch_model, g) for g in _groups(arch_model)] == [1, 2, 1, 0, 1, 2]
-
-
-def test_answer_logprobs__trunk_replay_equals_each_group_alone_bitwise(arch_model):
-    model = arch_model
+def test_answer_logprobs__trunk_replay_equals_each_group_alone_bitwise(tiny_arch_model):
+    model = tiny_arch_model
     groups = _groups(model)
     prompts, answers = _mc_inputs()
     alone = [answer_logprobs(model, prompts, answers, g, batch_questions=2) for g in groups]
