@@ -150,3 +150,13 @@ def progress(iterable: Iterable[Any] | None = None, *, total: int | None = None,
         stream, leave = _LineWriter(stream), True  # the end line is the useful one in a log
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, leave=leave,
                 file=stream, **kwargs)
+
+
+def package_file(name: str) -> Path:
+    """A data file shipped inside the ``evals`` package (``name`` relative to it, e.g.
+    ``reference_text.txt``), found with :mod:`importlib.resources` wherever the package is
+    installed. truthsteer is installed as plain files (never zipped), so this is a real path."""
+    from importlib.resources import files
+
+    return Path(str(files("evals").joinpath(name)))
+

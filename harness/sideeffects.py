@@ -19,11 +19,12 @@ from pathlib import Path
 
 import torch
 
+from evals.io import package_file
 from harness.config import ConfigError
 from harness.generation import pad_left
 from harness.steering import Intervention, hooks
 
-DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / "evals" / "reference_text.txt"
+REFERENCE_FILE = "reference_text.txt"  # shipped in the evals package
 
 
 def next_token_ce(logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -38,7 +39,7 @@ def kl_divergence(base_logprobs: torch.Tensor, logprobs: torch.Tensor) -> torch.
 
 def load_reference_text(path: str | Path | None = None) -> list[str]:
     """Non-empty lines of the reference text file (default: the packaged one)."""
-    p = Path(path) if path else DEFAULT_REFERENCE
+    p = Path(path) if path else package_file(REFERENCE_FILE)
     if not p.is_file():
         raise ConfigError(f"reference text {p}: no such file (one sentence per line)")
     lines = [line.strip() for line in p.read_text(encoding="utf-8").splitlines()]

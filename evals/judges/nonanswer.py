@@ -27,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from evals.io import package_file
 from evals.judges.base import NonAnswer
 
 NONANSWER_VERSION = "1"  # bump when a feature's definition or a prototype changes
-WEIGHTS_FILE = Path(__file__).with_name("nonanswer.json")
+WEIGHTS_FILE = "judges/nonanswer.json"  # shipped in the evals package
 
 # Generic non-answers, written for this detector (not taken from any labelled set).
 PROTOTYPES = (
@@ -237,7 +238,7 @@ def load_detector(path: str | Path | None = None) -> Detector:
     if path is not None:
         return Detector.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
     if _DETECTOR is None:
-        _DETECTOR = Detector.from_dict(json.loads(WEIGHTS_FILE.read_text(encoding="utf-8")))
+        _DETECTOR = Detector.from_dict(json.loads(package_file(WEIGHTS_FILE).read_text(encoding="utf-8")))
     return _DETECTOR
 
 

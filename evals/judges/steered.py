@@ -18,7 +18,7 @@ from pathlib import Path
 from evals.errors import InputError
 from evals.labels import LabelRow, read_labels
 
-STEERED_DIR = Path(__file__).resolve().parent.parent / "steered_dev"
+STEERED_DIR = "steered_dev"  # inside the evals package; only these two files are shipped
 STEERED_FILES = ("steered_truth.jsonl", "steered_info.jsonl")
 SPLITS = ("train", "test", "all")
 
@@ -89,5 +89,7 @@ def read_steered_train(truth_path: str | os.PathLike, info_path: str | os.PathLi
 
 def packaged_steered_files() -> tuple[Path, Path] | None:
     """The steered development set shipped inside the package, or None when absent."""
-    paths = tuple(STEERED_DIR / name for name in STEERED_FILES)
+    from evals.io import package_file
+
+    paths = tuple(package_file(f"{STEERED_DIR}/{name}") for name in STEERED_FILES)
     return paths if all(p.is_file() for p in paths) else None  # type: ignore[return-value]
