@@ -37,7 +37,7 @@ import torch
 
 from dictionaries.config import DictionaryConfig, DictionaryConfigError
 from dictionaries.io import CFG_FILE, WEIGHTS_FILE, fill_weights, read_cfg
-from dictionaries.io import load_dictionary as load_folder
+from dictionaries.io import load_folder
 from dictionaries.saes import Dictionary
 
 HF_SCHEME = "hf://"

@@ -6,7 +6,7 @@ writes them (``SAE.save_model``): weights ``W_enc`` [d_in, d_sae], ``W_dec`` [d_
 ``device``, ``apply_b_dec_to_input``, ``normalize_activations``, ``reshape_activations``,
 ``architecture`` (``standard`` | ``topk`` | ``jumprelu``), ``k`` for TopK, and a ``metadata``
 object with ``model_name``, ``hook_name``, ``context_size``, ``prepend_bos``, ... So
-``sae_lens.SAE.load_from_disk(folder)`` loads ours, and :func:`load_dictionary` loads SAELens's
+``sae_lens.SAE.load_from_disk(folder)`` loads ours, and :func:`load_folder` loads SAELens's
 (also the pre-6.0 flat layout with top-level ``model_name`` / ``hook_name`` / ``hook_point``).
 
 Our weights are stored in true activation units (the training input scale is folded in, so
@@ -114,11 +114,13 @@ def _architecture(cfg: dict[str, Any], meta: dict[str, Any]) -> str:
     return mapping[arch]
 
 
-def load_dictionary(path: str | Path, device: torch.device | str = "cpu",
-                    dtype: torch.dtype = torch.float32) -> Dictionary:
-    """Load a dictionary folder written by us or by SAELens (true units; float32 by default).
+def load_folder(path: str | Path, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32) -> Dictionary:
+    """Read a dictionary folder written by us or by SAELens (true units; float32 by default).
 
-    Published dictionaries on the hub (``hf://...``, ``saelens://...``): ``dictionaries.hub``.
+    Callers load dictionaries through :func:`dictionaries.hub.load_dictionary`, the one loader,
+    which takes a folder or a hub REF (``hf://...``, ``saelens://...``) and calls this for
+    folders.
     """
     path = Path(path)
     cfg = read_cfg(path)
@@ -181,15 +183,6 @@ def fill_weights(sae: Dictionary, state: dict[str, torch.Tensor], source: str | 
         with torch.no_grad():
             getattr(sae, name).copy_(state[name].float())
     return sae.eval()
-
-
-def feature_direction(path: str | Path, feature_id: int) -> torch.Tensor:
-    """Unit-norm decoder row ``feature_id`` [d_in] of the dictionary at ``path``, in true units."""
-    sae = load_dictionary(path)
-    if not 0 <= int(feature_id) < sae.d_sae:
-        raise DictionaryConfigError(f"feature {feature_id} is out of range for {path} "
-                                    f"(d_sae={sae.d_sae}: use 0..{sae.d_sae - 1})")
-    return sae.feature_directions()[int(feature_id)].clone()
 
 
 def read_extra(path: str | Path) -> dict[str, Any]:

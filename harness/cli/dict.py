@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from dictionaries.config import ARCHITECTURES, DictionaryConfigError
+from harness.cli.options import add_device_arg, add_progress_arg
 
 
 def _expansions(values: list[str] | None) -> list[float]:
@@ -27,7 +28,7 @@ def _add_model_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--corpus", help="HF dataset id, saved dataset folder, .txt or .jsonl")
     p.add_argument("--text-column", default="text", help="text field of the corpus")
     p.add_argument("--context-size", type=int, default=128, help="tokens per context incl. BOS")
-    p.add_argument("--device", default="auto")
+    add_device_arg(p, "auto (cuda if present), cpu, cuda")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--threads", type=int, help="torch CPU threads for this run (on a shared "
                    "machine 1 can be much faster than the default)")
@@ -55,7 +56,7 @@ def register(subparsers) -> None:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", required=True, help="output folder: the dictionary itself (one "
                     "dictionary), or one subfolder per dictionary (several --expansion values)")
-    tr.add_argument("--no-progress", action="store_true")
+    add_progress_arg(tr)
     tr.set_defaults(func=run_train)
 
     ac = sub.add_parser("activations", help="cache a model's activations to safetensors shards")
@@ -82,7 +83,7 @@ def register(subparsers) -> None:
     ins.set_defaults(func=run_inspect)
 
     ev = sub.add_parser("evaluate", help="FVU, L0, dead share and loss recovered on a corpus")
-    ev.add_argument("dictionaries", nargs="+", help="dictionary folders (same hook)")
+    ev.add_argument("dictionaries", nargs="+", help="dictionary folders or hub REFs (hf://..., saelens://...; same hook)")
     _add_model_args(ev, required=True)
     ev.add_argument("--contexts", type=int, default=64, help="held-out contexts to use")
     ev.add_argument("--skip-contexts", type=int, default=0,
@@ -201,7 +202,7 @@ def run_inspect(args) -> int:
 
 def run_evaluate(args) -> int:
     _apply_threads(args)
-    from dictionaries.io import load_dictionary
+    from dictionaries.hub import load_dictionary
     from dictionaries.pipeline import evaluate_dictionaries
 
     if not args.corpus:

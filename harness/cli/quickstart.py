@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from harness.cli.options import add_data_args, add_progress_arg
+
 
 def _numbers(kind):
     def parse(text: str):
@@ -25,14 +27,14 @@ def register(sub) -> None:
         "is given) at a few layers x magnitudes, MC1/MC2 + CE/KL, the offline judge, a "
         "spot-check sample and the report. Resumable: rerun the same command to continue.")
     p.add_argument("--out", default=d.out, metavar="DIR", help=f"output folder (default {d.out})")
-    p.add_argument("--truthfulqa", default=None, metavar="PATH",
-                   help="TruthfulQA.csv (default: $TRUTHSTEER_TRUTHFULQA, else the hub)")
+    add_data_args(p)
     p.add_argument("--human-labels", default=None, metavar="DIR",
                    help="folder with TruthfulQA's human label files (human_truth_dev.jsonl, "
                    "human_info_dev.jsonl) to build the default judge from (default: "
                    "$TRUTHSTEER_HUMAN_LABELS, else downloaded)")
     p.add_argument("--dictionary", default=None, metavar="DIR",
-                   help="use this dictionary folder instead of training a small one")
+                   help="use this dictionary (a folder, or a hub REF such as "
+                   "saelens://RELEASE/SAE_ID) instead of training a small one")
     p.add_argument("--judge", default=d.judge, metavar="J",
                    help="auto (default): the offline default judge if it is built on this "
                    "machine, else the quick judge (its recipe without the LLM probe, built in a "
@@ -51,7 +53,7 @@ def register(sub) -> None:
                    f"{','.join(format(m, 'g') for m in d.magnitudes)})")
     p.add_argument("--spotcheck", type=int, default=d.spotcheck, metavar="N",
                    help=f"answers in the spot-check sample (default {d.spotcheck})")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 

@@ -9,16 +9,17 @@ from typing import Any
 from harness.quickstart.config import QuickstartConfig
 
 
-def choose_feature(model, dictionary: Path, questions, cfg: QuickstartConfig,
+def choose_feature(model, dictionary: Path | str, questions, cfg: QuickstartConfig,
                    progress: bool) -> dict[str, Any]:
     """The feature whose activation best separates true from false answers: the feature
     search's effect-size ranking (confirmed on its held-out half when possible), or, where that
     module is absent, Cohen's d of the last-token activation over all the given questions."""
-    from dictionaries.io import load_dictionary
+    from dictionaries.hub import load_dictionary
 
     sae = load_dictionary(dictionary)
     hook = sae.cfg.hook_name or cfg.hook
-    out = {"dictionary": str(dictionary.resolve()), "hook": hook,
+    out = {"dictionary": str(dictionary.resolve() if isinstance(dictionary, Path) else dictionary),
+           "hook": hook,
            "question_ids": [q.id for q in questions]}
     try:
         from harness.directions.features import FeatureSearchConfig, search_features

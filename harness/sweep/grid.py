@@ -51,28 +51,20 @@ def direction_hooks(d: DirectionConfig, cfg: SweepConfig) -> tuple[str, ...]:
 
 
 def feature_hook(spec: FeatureSpec) -> str:
-    """The hook a ``feature:DIR:ID`` dictionary was trained at (its cfg.json's ``hook_name``,
-    top-level or under ``metadata`` as SAELens 6 writes it; for a hub REF, what
-    ``dictionaries.hub.dictionary_hook`` says)."""
-    import json
-
+    """The hook a ``feature:DIR:ID`` dictionary (a folder or a hub REF) was trained at, as
+    :func:`dictionaries.hub.dictionary_hook` reads it."""
+    from dictionaries.config import DictionaryConfigError
     from dictionaries.hub import dictionary_hook, is_dictionary_ref
 
-    if is_dictionary_ref(spec.location):
-        hook = dictionary_hook(spec.location)
-        if not hook:
-            raise ConfigError(f"spec {spec}: the dictionary records no hook and none can be "
-                              "inferred; give hooks = [...]")
-        return hook
-
-    path = spec.folder / "cfg.json"
-    if not path.is_file():
+    if not is_dictionary_ref(spec.location) and not (spec.folder / "cfg.json").is_file():
         raise ConfigError(f"spec {spec}: no dictionary cfg.json in {spec.location}")
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    meta = cfg.get("metadata") or {}
-    hook = cfg.get("hook_name") or meta.get("hook_name") or cfg.get("hook_point")
+    try:
+        hook = dictionary_hook(spec.location)
+    except DictionaryConfigError as err:
+        raise ConfigError(f"spec {spec}: {err}") from None
     if not hook:
-        raise ConfigError(f"spec {spec}: {path} has no hook_name; give hooks = [...]")
+        raise ConfigError(f"spec {spec}: the dictionary records no hook and none can be "
+                          "inferred; give hooks = [...]")
     return hook
 
 

@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from dictionaries.config import DictionaryConfig, DictionaryConfigError
-from dictionaries.io import feature_direction, load_dictionary, read_cfg, save_dictionary
+from dictionaries.hub import feature_direction, load_dictionary
+from dictionaries.io import read_cfg, save_dictionary
 from dictionaries.saes import Dictionary
 from tests.helpers import REPO
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dictionaries.activations import save_activations
 from dictionaries.config import DictionaryConfig
-from dictionaries.io import load_dictionary
+from dictionaries.hub import load_dictionary
 from dictionaries.metrics import max_cosines
 from dictionaries.saes import Dictionary
 from harness.cli import main

@@ -74,7 +74,7 @@ def test_effect_sizes__hand_computed_and_welch():
 
 
 def test_search_features__finds_planted_true_and_false_features(model, tmp_path):
-    from dictionaries.io import load_dictionary
+    from dictionaries.hub import load_dictionary
 
     sae = load_dictionary(write_dictionary(tmp_path / "dict", model))
     result = search_features(model, sae, color_questions(14),
@@ -97,7 +97,7 @@ def test_search_features__finds_planted_true_and_false_features(model, tmp_path)
 def test_question_attributions__match_finite_differences(model, tmp_path):
     """Feature 7 is 1 at every position, so its attribution is the derivative of the metric
     when its decoder vector is added everywhere, which an Intervention can do exactly."""
-    from dictionaries.io import load_dictionary
+    from dictionaries.hub import load_dictionary
 
     sae = load_dictionary(write_dictionary(tmp_path / "dict", model))
     questions = color_questions(2)
