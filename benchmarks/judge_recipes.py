@@ -14,23 +14,24 @@ in a scratch script on the same folds).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
-from harness.quickstart.judge import QUICK_RECIPE
+from evals.judges.recipe import DEFAULT_RECIPE, QUICK_RECIPE
 
 RECIPES = {
-    "quick-v2": {**QUICK_RECIPE, "claim_features": False},
+    "quick-v2": dataclasses.replace(QUICK_RECIPE, claim_features=False),
     "quick": QUICK_RECIPE,
-    "default-v2": {"claim_features": False},
-    "default": {},
+    "default-v2": dataclasses.replace(DEFAULT_RECIPE, claim_features=False),
+    "default": DEFAULT_RECIPE,
 }
 
 
 def main() -> None:
     from evals.judges.learned_train import train_learned_judge
-    from evals.judges.recipe import KINDS, LearnedJudgeConfig
+    from evals.judges.recipe import KINDS
     from evals.judges.steered import packaged_steered_files, read_steered_train
     from evals.labels import read_labels
     from evals.truthfulqa import load_truthfulqa
@@ -52,7 +53,7 @@ def main() -> None:
     tq = load_truthfulqa(d / "TruthfulQA.csv")
     for name in names:
         started = time.perf_counter()
-        judge = train_learned_judge(truth, info, tq, LearnedJudgeConfig(**RECIPES[name]),
+        judge = train_learned_judge(truth, info, tq, RECIPES[name],
                                     judge_model_loader("cpu"), progress=False, holdout_frac=0.2,
                                     steered=(s_truth, s_info))
         a = judge.info["agreement"]

@@ -5,6 +5,7 @@
 ``hf:MODEL``           an in-process transformers model, next-token P(yes) (evals/judges/hf.py)
 ``learned:PATH``       a judge trained with ``truthsteer judge-train`` (evals/judges/learned.py)
 ``default``            the offline default judge (built on first use; evals/judges/default.py)
+``quick``              the default recipe without its language-model probe (builds in minutes)
 =====================  ==================================================================
 
 Models for ``hf:``/``learned:``/``default`` come through ``model_loader(name) -> (hf_model,
@@ -21,9 +22,11 @@ from evals.errors import InputError
 from evals.judges.base import Judge, JudgeItem, JudgeResult, ResultCallback, Verdict
 
 ModelLoader = Callable[[str], tuple[Any, Any]]
-SPEC_FORMS = "openai:MODEL, hf:MODEL, learned:PATH or default"
+DEFAULT_JUDGE = "default"  # what --judge means when it is not given
+SPEC_FORMS = "openai:MODEL, hf:MODEL, learned:PATH, default or quick"
 
 __all__ = [
+    "DEFAULT_JUDGE",
     "SPEC_FORMS",
     "Judge",
     "JudgeItem",
@@ -49,15 +52,17 @@ def make_judge(spec: str, *, model_loader: ModelLoader | None = None, truthfulqa
     (e.g. ``timeout_s``, ``max_retries`` for openai).
     """
     from evals.cache import open_cache
+    from evals.judges.recipe import NAMED_RECIPES
 
     spec = (spec or "").strip()
     backend, _, name = spec.partition(":")
-    if spec == "default" or backend == "learned":
-        from evals.judges.default import load_or_build_default
+    if spec in NAMED_RECIPES:
+        from evals.judges.default import load_or_build_named
+
+        return load_or_build_named(spec, model_loader=model_loader, truthfulqa=truthfulqa)
+    if backend == "learned":
         from evals.judges.learned import LearnedJudge
 
-        if spec == "default":
-            return load_or_build_default(model_loader=model_loader, truthfulqa=truthfulqa)
         if not name:
             raise InputError("--judge learned:PATH: give the path of a trained judge")
         return LearnedJudge.load(name, model_loader=model_loader)

@@ -1,10 +1,11 @@
-"""The offline default judge: a :class:`~evals.judges.learned.LearnedJudge` trained with
-:data:`~evals.judges.recipe.DEFAULT_RECIPE` on TruthfulQA's human dev labels (folder in
-``$TRUTHSTEER_HUMAN_LABELS``, else downloaded from GitHub) plus the TRAIN split of the steered
-development set shipped in the package (evals/steered_dev/steered_{truth,info}.jsonl) on first
-use, and cached under ``$TRUTHSTEER_CACHE/judges/``, keyed by the label files, the steered
-files, the TruthfulQA data and the recipe. :func:`load_or_build` does the same for any recipe
-(the quickstart's quick judge is the recipe without the probe)."""
+"""The offline judges known by name (:data:`~evals.judges.recipe.NAMED_RECIPES`): ``default``
+and ``quick`` (the default recipe without its language-model probe). Each is a
+:class:`~evals.judges.learned.LearnedJudge` trained with its recipe on TruthfulQA's human dev
+labels (folder in ``$TRUTHSTEER_HUMAN_LABELS``, else downloaded from GitHub) plus the TRAIN split
+of the steered development set shipped in the package (evals/steered_dev/steered_{truth,info}
+.jsonl) on first use, and cached under ``$TRUTHSTEER_CACHE/judges/<name>-<key>``, keyed by the
+label files, the steered files, the TruthfulQA data and the recipe. :func:`load_or_build` does
+the same for any recipe."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from typing import Any
 
 from evals.io import cache_root
 from evals.judges.learned import LearnedJudge
-from evals.judges.recipe import CFG_FILE, DEFAULT_RECIPE, LearnedJudgeConfig
+from evals.errors import InputError
+from evals.judges.recipe import CFG_FILE, NAMED_RECIPES, LearnedJudgeConfig
 from evals.judges.steered import packaged_steered_files
 
 
@@ -71,10 +73,31 @@ def load_or_build(name: str, recipe: LearnedJudgeConfig, model_loader: Callable 
     return LearnedJudge.load(folder, model_loader, features)
 
 
-def load_or_build_default(model_loader: Callable | None = None, truthfulqa: Any = None,
-                          labels_dir: str | os.PathLike | None = None,
-                          cache_dir: str | os.PathLike | None = None,
-                          progress: bool = True) -> LearnedJudge:
-    """The offline default judge: loaded from the cache, or trained there on first use."""
-    return load_or_build("default", DEFAULT_RECIPE, model_loader, truthfulqa, labels_dir,
+def named_recipe(name: str) -> LearnedJudgeConfig:
+    """The recipe of the offline judge called ``name`` (``default`` or ``quick``)."""
+    if name not in NAMED_RECIPES:
+        raise InputError(f"--judge {name!r}: no offline judge of that name (give "
+                         f"{' or '.join(NAMED_RECIPES)})")
+    return NAMED_RECIPES[name]
+
+
+def is_built(name: str, truthfulqa: Any, labels_dir: str | os.PathLike | None = None,
+             cache_dir: str | os.PathLike | None = None) -> bool:
+    """Whether the offline judge ``name`` is already trained in the cache (False when its
+    labels are absent and cannot be downloaded, so it could not be built)."""
+    try:
+        folder, _ = cached_judge_folder(name, named_recipe(name), truthfulqa, labels_dir,
+                                        cache_dir)
+    except (InputError, OSError):
+        return False
+    return (folder / CFG_FILE).is_file()
+
+
+def load_or_build_named(name: str, model_loader: Callable | None = None, truthfulqa: Any = None,
+                        labels_dir: str | os.PathLike | None = None,
+                        cache_dir: str | os.PathLike | None = None,
+                        progress: bool = True) -> LearnedJudge:
+    """The offline judge ``name`` (``default`` or ``quick``): loaded from the cache, or trained
+    there on first use."""
+    return load_or_build(name, named_recipe(name), model_loader, truthfulqa, labels_dir,
                          cache_dir, progress)

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from evals.errors import InputError
+from evals.judges.base import KINDS
 from evals.judges.features import ProbePrompt
 
 RECIPE_VERSION = "3"  # 2: the non-answer block and the steered training rows; 3: claim features
-KINDS = ("truthful", "informative")
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "weights.safetensors"
 EMBEDDED_PROBE_MODEL = "smollm2-135m-instruct"
 
@@ -89,3 +89,8 @@ class LearnedJudgeConfig:
 
 
 DEFAULT_RECIPE = LearnedJudgeConfig()
+# The quick judge: the default recipe without its language-model probe (MiniLM reference and
+# claim features plus the non-answer block); builds in a minute or two instead of tens.
+QUICK_RECIPE = dataclasses.replace(DEFAULT_RECIPE, probe_model=None)
+# The offline judges known by name (``--judge default``, ``--judge quick``).
+NAMED_RECIPES = {"default": DEFAULT_RECIPE, "quick": QUICK_RECIPE}

@@ -9,7 +9,8 @@ import math
 import sys
 from pathlib import Path
 
-DEFAULT_JUDGE = "default"
+from harness.cli.options import add_data_args, add_device_arg, add_judge_args
+
 SUBSETS = ("all", "model_written", "reference", "steered")
 
 
@@ -18,10 +19,7 @@ def register(sub) -> None:
                        description="Judge TruthfulQA-format human-labelled answers and report "
                        "agreement (accuracy, Cohen's kappa, AUC, bias) on all rows and on "
                        "model-written rows (rows whose answer is not a reference answer).")
-    c.add_argument("--judge", default=DEFAULT_JUDGE, metavar="J",
-                   help="openai:MODEL, hf:MODEL, learned:PATH or default (the offline default)")
-    c.add_argument("--judge-base-url", default=None, metavar="URL",
-                   help="OpenAI-compatible endpoint for openai: judges")
+    add_judge_args(c)
     c.add_argument("--human", required=True, nargs="+", metavar="FILE.jsonl",
                    help='labels: {"prompt": "Q: …\\nA: …\\nTrue:" (or Helpful:), '
                    '"completion": " yes"|" no"} per line; extra fields are tolerated, and '
@@ -30,13 +28,11 @@ def register(sub) -> None:
                    "together for true x informative agreement")
     c.add_argument("--split", default="all", choices=("all", "train", "test"),
                    help="rows of this split only (files with a 'split' field; default: all)")
-    c.add_argument("--truthfulqa", default=None, metavar="PATH",
-                   help="TruthfulQA.csv for the references (default: $TRUTHSTEER_TRUTHFULQA, "
-                   "else the hub)")
+    add_data_args(c)
     c.add_argument("--limit", type=int, default=None, metavar="N", help="first N labels only")
     c.add_argument("--out", required=True, metavar="SCORES.jsonl",
                    help="one row per input line, in order")
-    c.add_argument("--device", default="auto", help="device of local judge models")
+    add_device_arg(c)
     c.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (on a shared machine 1 can be much faster)")
     c.set_defaults(func=run_calibrate)
@@ -47,7 +43,7 @@ def register(sub) -> None:
                        "question-grouped cross-validation for every choice.")
     t.add_argument("--human-truth", required=True, metavar="FILE.jsonl")
     t.add_argument("--human-info", required=True, metavar="FILE.jsonl")
-    t.add_argument("--truthfulqa", default=None, metavar="PATH")
+    add_data_args(t)
     t.add_argument("--out", required=True, metavar="DIR", help="judge folder to write")
     t.add_argument("--holdout-frac", type=float, default=0.0, metavar="F",
                    help="hold out this fraction of questions entirely; their labels are "
@@ -76,7 +72,7 @@ def register(sub) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=int, default=None, metavar="N",
                    help="first N lines of each label file (quick trials)")
-    t.add_argument("--device", default="auto", help="device of the probe model")
+    add_device_arg(t, "device of the probe model")
     t.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (on a shared machine 1 can be much faster)")
     t.set_defaults(func=run_train)
@@ -154,7 +150,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         raise InputError(f"--human {' '.join(args.human)}: no rows of split {args.split!r}")
     tq = load_truthfulqa(args.truthfulqa)
     judge = make_judge(args.judge, model_loader=judge_model_loader(args.device), truthfulqa=tq,
-                       base_url=args.judge_base_url)
+                       base_url=args.judge_base_url, api_key_env=args.judge_api_key_env)
     has_split = any(m.split for m in meta)
     result = calibrate(judge, rows, meta, tq, progress=True)
     print(f"{result.n_labels} labels"

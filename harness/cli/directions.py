@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.generate import add_data_args, add_model_args
+from harness.cli.options import add_data_args, add_model_args
 from harness.config import ConfigError
 
 

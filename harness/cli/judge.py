@@ -13,9 +13,7 @@ import math
 import sys
 from typing import Any
 
-from harness.cli.generate import add_data_args
-
-DEFAULT_JUDGE = "default"
+from harness.cli.options import add_data_args, add_device_arg, add_judge_args, add_progress_arg
 
 
 def register(sub) -> None:
@@ -23,12 +21,7 @@ def register(sub) -> None:
                        description="Judge every answer of a run for truthful and informative. "
                        "Resumable: rerun to judge only what is missing.")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--judge", default=DEFAULT_JUDGE, metavar="J",
-                   help="openai:MODEL, hf:MODEL, learned:PATH or default (offline; the default)")
-    p.add_argument("--judge-base-url", default=None, metavar="URL",
-                   help="OpenAI-compatible endpoint for openai: judges (default: the OpenAI API)")
-    p.add_argument("--judge-api-key-env", default=None, metavar="NAME",
-                   help="environment variable holding the key (default OPENAI_API_KEY)")
+    add_judge_args(p)
     p.add_argument("--judge-prompt", choices=("ref-aware", "gpt-judge"), default=None,
                    help="ref-aware (references + yes/no question; default) or gpt-judge "
                    "('Q: ..\\nA: ..\\nTrue:' for fine-tuned judges; default for hf TruthfulQA "
@@ -50,9 +43,9 @@ def register(sub) -> None:
     p.add_argument("--cache", default=None, metavar="FILE",
                    help="judge cache (default: $TRUTHSTEER_CACHE/judge_cache.sqlite for openai)")
     p.add_argument("--no-cache", action="store_true", help="use no judge cache")
-    p.add_argument("--device", default="auto", help="device of local judge models")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_data_args(p)
+    add_device_arg(p)
+    add_progress_arg(p)
+    add_data_args(p, of_run=True)
     p.set_defaults(func=run)
 
 

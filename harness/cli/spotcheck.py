@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from harness.cli.options import add_data_args
+
 
 def register(sub) -> None:
     p = sub.add_parser("spotcheck", help="label a sample of a run's answers by hand",
@@ -21,9 +23,7 @@ def register(sub) -> None:
                    help="stratify by this judge's verdicts (its id or scores file name); needed "
                    "when several judges scored the run")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--truthfulqa", default=None, metavar="PATH",
-                   help="TruthfulQA.csv for the reference answers (default: "
-                   "$TRUTHSTEER_TRUTHFULQA, else the file the run was made from, else the hub)")
+    add_data_args(s, of_run=True)
     s.set_defaults(func=run_sample)
     i = actions.add_parser("import", help="validate and store labels with the run",
                            description="Validate a labels CSV (id, truthful, informative) and "

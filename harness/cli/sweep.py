@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.cli.generate import add_data_args
+from harness.cli.options import add_data_args, add_progress_arg
 from harness.config import ConfigError
 
 
@@ -37,7 +37,7 @@ def register(sub) -> None:
     p.add_argument("--pack", type=int, default=16, metavar="N",
                    help="cells whose answers and MC scores share batches (default 16; 1: cell "
                    "by cell; same results, each cell still written on its own)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
     e = sub.add_parser("export", help="write a run's answers (and judge scores) as CSV",

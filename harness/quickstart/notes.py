@@ -39,7 +39,7 @@ def report_notes(cfg: QuickstartConfig, meta: dict[str, Any]) -> list[str]:
            f"The dictionary is a 1x TopK trained on only {cfg.dictionary_tokens:,} tokens of "
            "TruthfulQA text (from questions outside the answered subset), so expect a weak, "
            "noisy feature."),
-        *([QUICK_JUDGE_NOTE] if meta.get("judge_name") == "quickstart" else []),
+        *([QUICK_JUDGE_NOTE] if meta.get("judge_name") == "quick" else []),
         "No human labels exist for this run yet: nothing here is corrected by people. Open "
         f"{meta.get('spotcheck_page', 'the spot-check page')} to label the drawn sample, import "
         "it with `truthsteer spotcheck import`, and rerun the report.",

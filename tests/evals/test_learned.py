@@ -8,13 +8,13 @@ import torch
 
 from evals.errors import InputError
 from evals.judges.base import JudgeItem
-from evals.judges.default import load_or_build_default
+from evals.judges.default import load_or_build_named
 from evals.judges.claims import CLAIM_FEATURE_NAMES
 from evals.judges.featurizer import Featurizer
 from evals.judges.features import PROBE_SUFFIX, REF_FEATURE_NAMES, ProbePrompt, probe_features
 from evals.judges.learned import LearnedJudge, LearnedJudgeConfig
 from evals.judges.learned_fit import LinearModel, PolyExpansion, fit_block, group_folds
-from evals.judges.learned_train import split_questions, train_learned_judge
+from evals.judges.learned_train import heldout_questions, train_learned_judge
 from evals.labels import question_key, read_labels
 from evals.scores import ScoreFile
 from evals.truthfulqa import load_csv
@@ -96,12 +96,12 @@ def test_poly_expansion__lets_a_linear_model_learn_an_interaction():
     np.testing.assert_allclose(again(x), poly(x), rtol=1e-5, atol=1e-5)
 
 
-def test_split_questions__seeded_fraction():
-    held = split_questions(list(range(100)) * 3, 0.2, seed=1)
-    assert len(held) == 20 and held == split_questions(list(range(100)), 0.2, seed=1)
-    assert split_questions(list(range(10)), 0.0, 0) == set()
+def test_heldout_questions__seeded_fraction():
+    held = heldout_questions(list(range(100)) * 3, 0.2, seed=1)
+    assert len(held) == 20 and held == heldout_questions(list(range(100)), 0.2, seed=1)
+    assert heldout_questions(list(range(10)), 0.0, 0) == set()
     with pytest.raises(InputError):
-        split_questions([1, 2], 1.0, 0)
+        heldout_questions([1, 2], 1.0, 0)
 
 
 def test_config__validation():
@@ -182,7 +182,7 @@ def test_learned_judge__load_rejects_a_non_judge_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_load_or_build_default__builds_once_with_the_embedded_model_then_loads(tmp_path):
+def test_load_or_build_named__default_builds_once_with_the_embedded_model_then_loads(tmp_path):
     from tests.helpers import embedded_model
 
     tq = load_csv(truthfulqa_csv())
@@ -194,8 +194,8 @@ def test_load_or_build_default__builds_once_with_the_embedded_model_then_loads(t
         m = embedded_model()
         return m.hf_model, m.tokenizer
 
-    judge = load_or_build_default(model_loader=loader, truthfulqa=tq, labels_dir=folder,
-                                  cache_dir=tmp_path / "cache", progress=False)
+    judge = load_or_build_named("default", model_loader=loader, truthfulqa=tq, labels_dir=folder,
+                                cache_dir=tmp_path / "cache", progress=False)
     assert calls == ["smollm2-135m-instruct"]
     built = list((tmp_path / "cache" / "judges").iterdir())
     assert len(built) == 1 and (built[0] / "weights.safetensors").exists()
@@ -208,8 +208,8 @@ def test_load_or_build_default__builds_once_with_the_embedded_model_then_loads(t
     steered_truth, _, _ = read_steered_train(*packaged_steered_files())
     label_questions |= {r.question for r in steered_truth}
     assert judge.training_questions == {question_key(q) for q in label_questions}
-    again = load_or_build_default(model_loader=loader, truthfulqa=tq, labels_dir=folder,
-                                  cache_dir=tmp_path / "cache", progress=False)
+    again = load_or_build_named("default", model_loader=loader, truthfulqa=tq, labels_dir=folder,
+                                cache_dir=tmp_path / "cache", progress=False)
     assert again.judge_id == judge.judge_id and calls == ["smollm2-135m-instruct"]
     q = tq.questions[0]
     res = again.judge([JudgeItem(q.question, q.best_answer, q.correct_answers,
