@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from evals.errors import InputError
-from evals.judges.base import JudgeResult, NonAnswer, Verdict
+from evals.judges.base import KINDS, JudgeResult, NonAnswer, Verdict
 from evals.rundir import RunDir, judge_slug
 
 Key = tuple[str, int]
-KINDS = ("truthful", "informative")
 SUFFIX = ".jsonl"
 USAGE_LOG_SUFFIX = ".runs.jsonl"  # scores/<slug>.runs.jsonl: a judge's usage log, not scores
 RECORD_SUFFIX = ".judge.json"

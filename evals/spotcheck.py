@@ -30,11 +30,12 @@ from typing import Any
 
 from evals.errors import InputError
 from evals.io import atomic_write_text
+from evals.judges.base import KINDS
 from evals.rundir import RunDir
 from evals.scores import ScoreFile, verdict_label
 from evals.truthfulqa import TruthfulQA
 
-LABEL_COLUMNS = ("truthful", "informative")
+LABEL_COLUMNS = KINDS  # the label columns of a spot-check sheet
 OVERSAMPLE = 3.0  # an oversampled cell's share of the draws, relative to any other cell
 _TRUE = {"yes", "y", "true", "t", "1"}
 _FALSE = {"no", "n", "false", "f", "0"}

@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +162,20 @@ def load_truthfulqa(path: str | os.PathLike | None = None) -> TruthfulQA:
     """From ``path``, else ``$TRUTHSTEER_TRUTHFULQA``, else the hub."""
     path = path or os.environ.get(ENV_VAR)
     return load_csv(path) if path else load_hub()
+
+
+def split_questions(question_ids: Sequence[int], held_fraction: float,
+                    seed: int) -> tuple[list[int], list[int]]:
+    """(kept, held) question ids: a seeded split of the distinct ids, ``held_fraction`` of them
+    (at least one, and never all) held apart, e.g. to validate or confirm on unseen questions."""
+    import numpy as np
+
+    unique = sorted({int(q) for q in question_ids})
+    if len(unique) < 2:
+        raise InputError(f"need at least 2 distinct questions to split (got {len(unique)})")
+    order = np.random.default_rng(seed).permutation(unique)
+    n_held = min(len(unique) - 1, max(1, round(held_fraction * len(unique))))
+    return sorted(int(q) for q in order[n_held:]), sorted(int(q) for q in order[:n_held])
 
 
 def kfold(ids: list[int], k: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evals.judges.base import KINDS
 from evals.metrics import paired_difference_ci, wilson_interval
 from evals.scores import answer_changed, verdict_label
 
-KINDS = ("truthful", "informative")
 BOTH = "both"  # truthful and informative
 Verdicts = tuple[bool | None, bool | None]
 

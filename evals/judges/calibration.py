@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evals.agreement import agreement
-from evals.judges.base import Judge, JudgeItem
+from evals.judges.base import KINDS, Judge, JudgeItem
 from evals.judges.steered import read_split
 from evals.labels import LabelRow, is_reference_answer, match_questions
 
@@ -64,7 +64,7 @@ def calibrate(judge: Judge, rows: Sequence[LabelRow], meta: Sequence[Any], tq: A
         if (r.question, r.answer) not in unique:
             unique[(r.question, r.answer)] = len(items)
             items.append(JudgeItem.for_question(q, r.answer, text=r.question))
-    kinds = sorted({r.kind for r in rows}, key=("truthful", "informative").index)
+    kinds = sorted({r.kind for r in rows}, key=KINDS.index)
     extra = {"kinds": kinds} if judge.selects_kinds else {}
     results = judge.judge(items, progress=progress, **extra)
     out_rows, by_kind, by_config = [], {}, {}

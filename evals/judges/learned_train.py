@@ -35,8 +35,9 @@ from evals.labels import LabelRow, is_reference_answer, match_questions, questio
 from evals.truthfulqa import TruthfulQA
 
 
-def split_questions(question_ids: Sequence[int], holdout_frac: float, seed: int) -> set[int]:
-    """A seeded random set of ``holdout_frac`` of the distinct question ids (the held-out ones)."""
+def heldout_questions(question_ids: Sequence[int], holdout_frac: float, seed: int) -> set[int]:
+    """The questions a judge is not trained on: a seeded random ``holdout_frac`` of the distinct
+    question ids (``judge-train --holdout-frac``)."""
     if not 0 <= holdout_frac < 1:
         raise InputError(f"--holdout-frac {holdout_frac}: must be in [0, 1)")
     uniq = sorted(set(question_ids))
@@ -92,7 +93,7 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
                          "label files and --truthfulqa)")
     pairs = list(pair_index)
     human_q = [q.id for k in KINDS for q in questions[k][:n_human[k]] if q is not None]
-    held = split_questions(human_q, holdout_frac, cfg.seed)
+    held = heldout_questions(human_q, holdout_frac, cfg.seed)
     steered_pairs = {pair_index[(q.id, r.answer)] for k in KINDS
                      for r, q in zip(rows[k][n_human[k]:], questions[k][n_human[k]:])
                      if q is not None and q.id not in held}

@@ -20,9 +20,8 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 
-from evals.judges.base import JudgeItem, Kind
+from evals.judges.base import KINDS, JudgeItem, Kind
 
-KINDS: tuple[Kind, ...] = ("truthful", "informative")
 STYLES = ("ref-aware", "gpt-judge")
 REF_AWARE_VERSION = "ref-aware-v1"
 GPT_JUDGE_VERSION = "gpt-judge-v1"

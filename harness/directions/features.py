@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from evals.io import progress as progress_bar
+from evals.truthfulqa import split_questions
 from harness.config import ConfigError
 from harness.directions.contrast import ContrastSet, contrast_set
-from harness.directions.iti import split_questions
 from harness.steering import hooks
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from evals.truthfulqa import split_questions
 from harness.config import ConfigError
 from harness.directions import Direction
 from harness.directions.contrast import collect_last_token, contrast_set, head_hooks, stack_heads
@@ -66,18 +67,6 @@ class ITIFit:
     stds: np.ndarray                     # [K], std of training activations along each vector
     train_question_ids: tuple[int, ...]
     val_question_ids: tuple[int, ...]
-
-
-def split_questions(question_ids: Sequence[int], val_fraction: float,
-                    seed: int) -> tuple[list[int], list[int]]:
-    """(probe-train, probe-validation) question ids: a seeded split by question."""
-    unique = sorted({int(q) for q in question_ids})
-    if len(unique) < 2:
-        raise ConfigError(f"ITI needs at least 2 training questions (got {len(unique)})")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(unique)
-    n_val = min(len(unique) - 1, max(1, round(val_fraction * len(unique))))
-    return sorted(int(q) for q in order[n_val:]), sorted(int(q) for q in order[:n_val])
 
 
 def fit_logistic(x: torch.Tensor, y: torch.Tensor, c: float = 1.0, max_iter: int = 100,
@@ -166,6 +155,8 @@ def fit_iti(acts: np.ndarray | torch.Tensor, labels: np.ndarray, question_ids: n
     k = cfg.top_k or default_top_k(n_layers, n_heads)
     if k > len(candidates):
         raise ConfigError(f"iti top_k={k} exceeds the {len(candidates)} candidate heads")
+    if len(set(int(q) for q in qids)) < 2:
+        raise ConfigError(f"ITI needs at least 2 training questions (got {len(set(qids))})")
     train_q, val_q = split_questions(qids, cfg.val_fraction, cfg.seed)
     tr, va = np.isin(qids, train_q), np.isin(qids, val_q)
     if len(np.unique(y[tr])) < 2:

@@ -62,7 +62,7 @@ class QuickstartConfig:
         return {k: v for k, v in d.items() if k not in ("out", "truthfulqa", "human_labels")}
 
 
-def split_questions(n_total: int, cfg: QuickstartConfig) -> tuple[list[int], list[int], list[int]]:
+def partition_questions(n_total: int, cfg: QuickstartConfig) -> tuple[list[int], list[int], list[int]]:
     """Seeded, disjoint (pool, feature-choice, dictionary-corpus) question ids."""
     if cfg.questions + cfg.feature_questions >= n_total:
         raise ConfigError(f"--questions {cfg.questions}: too many for {n_total} questions")

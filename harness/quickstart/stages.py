@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import ConfigError
-from harness.quickstart.config import STAGES, QuickstartConfig, check_out, split_questions
+from harness.quickstart.config import STAGES, QuickstartConfig, check_out, partition_questions
 from harness.quickstart.notes import _d
 
 DICTIONARY_NAME = "topk-1x"
@@ -50,7 +50,7 @@ class State:
     feature_ids: list[int] = field(default_factory=list)
     corpus_ids: list[int] = field(default_factory=list)
     model: Any = None
-    dictionary: Path | None = None
+    dictionary: Path | str | None = None  # a folder, or a hub REF (str)
     feature: dict[str, Any] = field(default_factory=dict)
     judge_id: str | None = None
     judge_name: str | None = None
@@ -72,7 +72,7 @@ def data(s: State) -> str:
 
     cfg = s.cfg
     s.tq = tq = load_truthfulqa(cfg.truthfulqa)
-    s.pool, s.feature_ids, s.corpus_ids = split_questions(len(tq), cfg)
+    s.pool, s.feature_ids, s.corpus_ids = partition_questions(len(tq), cfg)
     s.model = model = load(cfg.model, cfg.device)
     bad = [x for x in (*cfg.layers, cfg.dictionary_layer) if x >= model.n_layers]
     if bad:
@@ -87,10 +87,16 @@ def data(s: State) -> str:
 def dictionary(s: State) -> str:
     cfg = s.cfg
     if cfg.dictionary:
+        from dictionaries.hub import is_dictionary_ref
+
+        if is_dictionary_ref(cfg.dictionary):  # hf://..., saelens://...: loaded when used
+            s.dictionary = cfg.dictionary
+            return f"using {cfg.dictionary}"
         s.dictionary = Path(cfg.dictionary)
         if not (s.dictionary / "cfg.json").is_file():
             raise ConfigError(f"--dictionary {cfg.dictionary}: not a dictionary folder "
-                              "(no cfg.json; make one with `truthsteer dict train`)")
+                              "(no cfg.json; make one with `truthsteer dict train`, or give a "
+                              "hub REF such as saelens://RELEASE/SAE_ID)")
         return f"using {cfg.dictionary}"
     s.dictionary = train_dictionary(s)
     return f"{s.dictionary}"

@@ -16,11 +16,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from evals.judges.base import KINDS
 from evals.rundir import RunDir
 
 ANSWER_COLUMNS = ("cell_id", "question_id", "fold", "question", "direction", "kind", "hook",
                   "magnitude", "positions", "scale", "answer")
-KINDS = ("truthful", "informative")
 
 
 def _verdict_cell(record: Any) -> str:

@@ -78,7 +78,7 @@ def test_load_csv__bad_file_raises_one_line_error_naming_it(tmp_path, content, f
 def test_cli__bad_truthfulqa_file_exits_2_with_one_line(tmp_path, capsys):
     path = tmp_path / "bad.csv"
     path.write_bytes(HEADER.replace(",", ";").encode())
-    out = tmp_path / "answers.jsonl"
+    out = tmp_path / "answers"
     code = main(["generate", "--truthfulqa", str(path), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2
@@ -89,3 +89,14 @@ def test_cli__bad_truthfulqa_file_exits_2_with_one_line(tmp_path, capsys):
 def test_load_truthfulqa__missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="no such TruthfulQA file"):
         load_truthfulqa(tmp_path / "nope.csv")
+
+
+def test_split_questions__disjoint_seeded_and_complete():
+    from evals.truthfulqa import split_questions
+
+    kept, held = split_questions([5, 5, 6, 7, 8, 9, 10, 11, 12, 13], 0.2, seed=3)
+    assert not set(kept) & set(held) and set(kept) | set(held) == set(range(5, 14))
+    assert len(held) == 2 and (kept, held) == split_questions(list(range(5, 14)), 0.2, seed=3)
+    assert len(split_questions([1, 2], 0.0, 0)[1]) == 1  # at least one held, never all
+    with pytest.raises(InputError):
+        split_questions([1, 1], 0.2, 0)

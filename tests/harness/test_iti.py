@@ -12,7 +12,6 @@ from harness.directions.iti import (
     fit_iti,
     fit_logistic,
     iti_direction_set,
-    split_questions,
 )
 from harness.directions.store import load_direction_set, save_direction_set
 from harness.steering import Intervention
@@ -71,14 +70,6 @@ def test_fit_iti__finds_planted_heads_in_arrays():
         set(planted)
     fit = fit_iti(acts, labels, qids, ITIConfig(top_k=1, layers=(3,)))
     assert fit.heads == ((3, 5),) and np.isnan(fit.accuracy[1, 2])
-
-
-def test_split_questions__disjoint_seeded_and_complete():
-    train, val = split_questions([5, 5, 6, 7, 8, 9, 10, 11, 12, 13], 0.2, seed=3)
-    assert not set(train) & set(val) and set(train) | set(val) == set(range(5, 14))
-    assert len(val) == 2 and (train, val) == split_questions(list(range(5, 14)), 0.2, seed=3)
-    with pytest.raises(ConfigError):
-        split_questions([1, 1], 0.2, 0)
 
 
 def test_default_top_k__scales_with_model_and_caps():

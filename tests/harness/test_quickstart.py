@@ -7,7 +7,7 @@ import json
 import pytest
 
 from harness.cli import main
-from harness.quickstart.config import QuickstartConfig, split_questions
+from harness.quickstart.config import QuickstartConfig, partition_questions
 from harness.quickstart.stages import run_quickstart, sweep_config
 from harness.sweep.config import config_to_toml, parse_config
 
@@ -29,13 +29,13 @@ def _cfg(tiny_folder, out, **kw) -> QuickstartConfig:
         max_new_tokens=6, spotcheck=6, **kw)
 
 
-def test_split_questions__disjoint_seeded_subsets():
+def test_partition_questions__disjoint_seeded_subsets():
     cfg = QuickstartConfig(questions=40, feature_questions=30)
-    pool, feature, corpus = split_questions(817, cfg)
+    pool, feature, corpus = partition_questions(817, cfg)
     assert len(pool) == 40 and len(feature) == 30 and len(corpus) == 817 - 70
     assert not (set(pool) & set(feature)) and not (set(pool) & set(corpus))
-    assert split_questions(817, cfg) == (pool, feature, corpus)
-    assert split_questions(817, QuickstartConfig(questions=40, feature_questions=30,
+    assert partition_questions(817, cfg) == (pool, feature, corpus)
+    assert partition_questions(817, QuickstartConfig(questions=40, feature_questions=30,
                                                  seed=1))[0] != pool
 
 
