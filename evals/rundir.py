@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,29 @@ from typing import Any
 from evals.errors import InputError
 from evals.io import atomic_write_json, atomic_write_jsonl
 
+RUN_INFO = "run.json"
 SCORES = "scores"
 HUMAN_LABELS = Path("labels") / "human.csv"
+PARTIAL = ".partial"  # cells/<cell_id>.jsonl.partial: rows of a cell still being answered
+REPO = Path(__file__).resolve().parents[1]
+
+
+def code_version() -> dict[str, str]:
+    """The installed truthsteer version and, in a git checkout, its commit (run.json ``code``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        pkg = version("truthsteer")
+    except PackageNotFoundError:
+        pkg = "unknown"
+    out = {"package": pkg}
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=True,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+        out["git_commit"] = commit
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -79,11 +101,11 @@ class RunDir:
 
     def info(self) -> dict[str, Any]:
         """run.json, or {} when the run has none yet."""
-        path = self.path / "run.json"
+        path = self.path / RUN_INFO
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
     def write_info(self, info: dict[str, Any]) -> None:
-        atomic_write_json(self.path / "run.json", info)
+        atomic_write_json(self.path / RUN_INFO, info)
 
     def truthfulqa_path(self) -> Path | None:
         """The TruthfulQA file the run was made from (run.json ``data.origin``, written by the
@@ -112,6 +134,11 @@ class RunDir:
         """(answers .jsonl, description .json) of a cell."""
         cells = self.path / "cells"
         return cells / f"{cell_id}.jsonl", cells / f"{cell_id}.json"
+
+    def partial_cell_path(self, cell_id: str) -> Path:
+        """Where the rows of a cell still being answered go, one per line as each finishes
+        (``truthsteer generate``); the cell's ``.jsonl`` replaces it when all are done."""
+        return self.path / "cells" / f"{cell_id}.jsonl{PARTIAL}"
 
     def finished_cells(self) -> set[str]:
         cells = self.path / "cells"

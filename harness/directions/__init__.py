@@ -72,8 +72,9 @@ def resolve_direction(spec: str | Spec, model, hook: str, head: int | None = Non
                       ) -> list[Direction]:
     """The direction(s) ``spec`` names, checked against ``hook``'s width."""
     parsed = parse_spec(spec) if isinstance(spec, str) else spec
-    if isinstance(parsed, FileSpec) and parsed.is_set:  # ITI heads, mean-diff per hook
-        from harness.directions.store import resolve_set_spec
+    from harness.directions.store import is_direction_set, resolve_set_spec
+
+    if isinstance(parsed, FileSpec) and is_direction_set(parsed):  # ITI heads, mean-diff per hook
 
         return resolve_set_spec(parsed, model, hook, head)
     site = resolve_hook(model, hook)

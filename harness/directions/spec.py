@@ -9,7 +9,8 @@
                                  see dictionaries/hub.py). WHERE is everything between
                                  ``feature:`` and the last ``:``
 
-Parsing is syntax only: nothing is read here except, for ``FileSpec.is_set``, the file's header.
+Parsing is syntax only: nothing is read here (whether a file is a direction set:
+``harness.directions.store.is_direction_set``).
 """
 
 from __future__ import annotations
@@ -54,21 +55,6 @@ class FileSpec(_Spec):
 
     def canonical(self) -> str:
         return f"{self.path}:{self.select}" if self.select else str(self.path)
-
-    @property
-    def is_set(self) -> bool:
-        """Whether the file is a direction set (vs a plain vector file); False when unreadable
-        (resolving it then reports why)."""
-        from harness.directions.store import read_description
-
-        if not self.path.is_file():
-            return False
-        from safetensors import SafetensorError
-
-        try:
-            return read_description(self.path) is not None
-        except (SafetensorError, OSError, ValueError):
-            return False
 
 
 @dataclass(frozen=True)

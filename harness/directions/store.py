@@ -105,6 +105,19 @@ def read_description(path: str | os.PathLike) -> dict[str, Any] | None:
     return json.loads(meta[META_KEY]) if META_KEY in meta else None
 
 
+def is_direction_set(spec: FileSpec) -> bool:
+    """Whether a ``FILE.safetensors`` SPEC names a direction set (vs a plain vector file); False
+    when the file is absent or unreadable (resolving it then reports why)."""
+    from safetensors import SafetensorError
+
+    if not spec.path.is_file():
+        return False
+    try:
+        return read_description(spec.path) is not None
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
 def load_direction_set(path: str | os.PathLike) -> DirectionSet:
     from safetensors import safe_open
 

@@ -1,5 +1,5 @@
-"""Who computes a sweep's cells: this process (``LocalExecutor``) or workers on a Ray cluster
-(``RayExecutor``).
+"""Who computes a sweep's cells: this process (``harness.sweep.run.LocalExecutor``) or workers
+on a Ray cluster (``RayExecutor``).
 
 ``harness.sweep.run.run_sweep`` does everything that must happen once (check RUN_DIR, fit the
 directions per fold into RUN_DIR/directions, resolve every cell, write run.json) and then hands
@@ -28,17 +28,9 @@ from typing import Any
 from evals.errors import InputError
 from harness.config import ConfigError
 from harness.sweep.grid import Cell
+from harness.sweep.run import LocalExecutor, build_context, compute_cells
 
 EXECUTORS = ("local", "ray")
-
-
-class LocalExecutor:
-    """Compute and write the cells in this process, one after another (today's behaviour)."""
-
-    def run(self, ctx, cells: list[Cell], out: Path, progress: bool = True) -> int:
-        from harness.sweep.run import run_cells
-
-        return run_cells(ctx, cells, out, progress)
 
 
 def import_ray():
@@ -72,7 +64,6 @@ class SweepWorker:
 
     def __init__(self, payload: WorkerPayload):
         from harness.models import load_model
-        from harness.sweep.run import build_context
 
         cfg, fingerprint = payload.cfg, payload.fingerprint
         self.tmp = Path(tempfile.mkdtemp(prefix="truthsteer-worker-"))
@@ -93,8 +84,6 @@ class SweepWorker:
         self.ctx.pack = payload.pack
 
     def run(self, cells: list[Cell]) -> list[tuple[str, list[dict[str, Any]], dict[str, Any]]]:
-        from harness.sweep.run import compute_cells
-
         return [(cell_id, rows, self._relocate(desc))
                 for cell_id, rows, desc in compute_cells(self.ctx, cells)]
 

@@ -16,7 +16,6 @@ def merge_runs(sources: list[str | os.PathLike], dest: str | os.PathLike) -> int
     RUN_DIR/directions to every machine, then shard), and so must a cell present in both.
     """
     from evals.errors import InputError
-    from evals.io import atomic_write_json
 
     dest = Path(dest)
     copied = 0
@@ -28,7 +27,7 @@ def merge_runs(sources: list[str | os.PathLike], dest: str | os.PathLike) -> int
         if mine and mine.get("identity") != info.get("identity"):
             raise InputError(f"--merge {src}: made with a different config or data than {dest}")
         if not mine:
-            atomic_write_json(dest / "run.json", info)
+            dest_run.write_info(info)
         for f in sorted((src / "directions").glob("*")) if (src / "directions").is_dir() else []:
             target = dest / "directions" / f.name
             if target.exists():

@@ -73,11 +73,11 @@ class DirectionResolver:
             spec = RandomSpec(d.seed)
             dirs = [self._with_std(x, d.scale) for x in resolve_direction(spec, self.model, hook)]
             return Resolved({f: dirs for f in folds}, frozenset(), {"spec": str(spec)})
-        from harness.directions.store import load_direction_set, resolve_set_spec
+        from harness.directions.store import is_direction_set, load_direction_set, resolve_set_spec
 
         spec = parse_spec(d.spec or "")
         excluded: frozenset[int] = frozenset()
-        if isinstance(spec, FileSpec) and spec.is_set:
+        if isinstance(spec, FileSpec) and is_direction_set(spec):
             excluded = frozenset(load_direction_set(spec.path).train_question_ids)
         elif hook == SET_HOOK:
             raise ConfigError(f"[[directions]] {d.name!r}: spec {spec} needs hooks = [...]")

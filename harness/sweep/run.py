@@ -14,7 +14,6 @@ never evaluated.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from evals.io import atomic_write_json
 from evals.io import progress as progress_bar
 from evals.metrics import mean_ci, rate_ci
-from evals.rundir import RunDir
+from evals.rundir import RunDir, code_version
 from evals.truthfulqa import load_truthfulqa
 from harness.config import ConfigError
 from harness.directions import Direction, to_interventions
@@ -34,24 +32,6 @@ from harness.sweep.config import BASELINE, SweepConfig, config_to_dict
 from harness.sweep.grid import Cell, QuestionPlan, expand_grid, plan_questions, shard_cells
 from harness.sweep.resolve import DirectionResolver, Resolved
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def code_version() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        pkg = version("truthsteer")
-    except PackageNotFoundError:
-        pkg = "unknown"
-    out = {"package": pkg}
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], check=True,
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        out["git_commit"] = commit
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 def run_identity(cfg: SweepConfig, data_sha256: str) -> dict[str, Any]:
@@ -298,7 +278,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,
         resolver.get(c.direction, c.hook)
     info = RunDir(out).info()
     if not info:
-        atomic_write_json(out / "run.json", {
+        RunDir(out).write_info({
             "identity": identity, "config": config_to_dict(cfg), "model": model.fingerprint(),
             "data": {"origin": tqa.origin, "sha256": tqa.sha256, "n_questions": len(tqa)},
             "code": code, "prompt_style": ctx.style, "cells": [c.cell_id for c in cells],
@@ -308,8 +288,6 @@ def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,
                           f"not {model.fingerprint()}")
     (out / "cells").mkdir(parents=True, exist_ok=True)
     if executor is None:
-        from harness.sweep.executors import LocalExecutor
-
         executor = LocalExecutor()
     summary["computed"] = executor.run(ctx, todo, out, progress)
     return summary
@@ -365,3 +343,11 @@ def run_cells(ctx: SweepContext, cells: list[Cell], out: Path, progress: bool = 
         bar.update(min(size, len(cells) - start))
     bar.close()
     return computed
+
+
+class LocalExecutor:
+    """Compute and write the cells in this process, one after another (the default executor;
+    workers on a Ray cluster: harness/sweep/executors.py)."""
+
+    def run(self, ctx, cells: list[Cell], out: Path, progress: bool = True) -> int:
+        return run_cells(ctx, cells, out, progress)

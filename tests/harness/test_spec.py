@@ -46,13 +46,13 @@ def test_file_spec__is_set_only_for_a_direction_set_file(tmp_path):
     from safetensors.torch import save_file
 
     from harness.directions import Direction
-    from harness.directions.store import DirectionSet, save_direction_set
+    from harness.directions.store import DirectionSet, is_direction_set, save_direction_set
 
     plain = tmp_path / "v.safetensors"
     save_file({"v": torch.ones(4)}, str(plain))
     dset = tmp_path / "s.safetensors"
     save_direction_set(dset, DirectionSet("meandiff", (Direction("blocks.0.hook_resid_post",
                                                                  torch.ones(4) / 2),)))
-    assert parse_spec(str(dset)).is_set
-    assert not parse_spec(str(plain)).is_set
-    assert not parse_spec(str(tmp_path / "absent.safetensors")).is_set
+    assert is_direction_set(parse_spec(str(dset)))
+    assert not is_direction_set(parse_spec(str(plain)))
+    assert not is_direction_set(parse_spec(str(tmp_path / "absent.safetensors")))
