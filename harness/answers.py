@@ -1,9 +1,11 @@
-"""Answer rows: the one row format (a sweep cell's rows, ``truthsteer generate``'s file) and
-the resumable answer file ``truthsteer generate`` writes.
+"""Answer rows: the one row format (a sweep cell's rows, ``truthsteer generate``'s cell) and
+the resumable one-cell run folder ``truthsteer generate`` writes (the run format of
+:class:`evals.rundir.RunDir`, so ``judge``, ``report``, ``spotcheck`` and ``export`` read it as
+they read a sweep's).
 
 A row holds question_id, question, model, hook, direction, magnitude, positions, scale,
 prompt_style, prompt_token_ids, answer_token_ids, answer, plus what the caller labels it with
-(a sweep adds cell_id, kind and fold).
+(cell_id and kind; a sweep adds fold).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evals.rundir import RunDir
 from harness.config import ConfigError, GenerationConfig
 
 
@@ -51,27 +54,31 @@ def _row(q, a: dict[str, Any], labels: dict[str, Any]) -> dict[str, Any]:
             "answer_token_ids": a["answer_token_ids"], "answer": a["answer"]}
 
 
-def answer_to_file(out: Path, model, questions: Sequence[Any], gen: GenerationConfig,
-                   interventions, labels: dict[str, Any], settings: dict[str, Any],
-                   progress: bool = True) -> int:
-    """Answer ``questions`` into ``out`` (.jsonl), resumably: rows go to OUT.partial as each
-    chunk finishes (settings in OUT.cfg.json); a rerun with the same settings keeps them (a
-    last line cut off mid-write is dropped) and OUT appears, atomically, when all are done.
-    Returns the number of rows written."""
-    from evals.io import atomic_write_json, atomic_write_jsonl
+def answer_to_run(run: RunDir, cell_id: str, model, questions: Sequence[Any],
+                  gen: GenerationConfig, interventions, labels: dict[str, Any],
+                  info: dict[str, Any], description: dict[str, Any],
+                  progress: bool = True) -> int:
+    """Answer ``questions`` into the one cell ``cell_id`` of ``run``, resumably: rows go to the
+    cell's partial file as each chunk finishes (``info`` in run.json, written first); a rerun
+    with the same ``info["identity"]`` keeps them (a last line cut off mid-write is dropped)
+    and the cell appears, atomically, when all are done. Returns the number of rows."""
     from evals.io import progress as progress_bar
     from evals.rundir import read_jsonl
 
-    partial, cfg_path = out.with_suffix(".jsonl.partial"), out.with_suffix(".cfg.json")
+    old = run.info()
+    if old and old.get("identity") != info["identity"]:
+        raise ConfigError(f"--out {run.path}: holds a run made with other settings; delete it "
+                          "or choose another --out")
+    if not old and run.path.exists() and any(run.path.iterdir()):
+        raise ConfigError(f"--out {run.path}: exists and is not a run folder; choose another")
+    partial = run.partial_cell_path(cell_id)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    if not old:
+        run.write_info(info)
     done: dict[int, dict] = {}
     if partial.exists():
-        old = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
-        if old != settings:
-            raise ConfigError(f"--out {out}: an unfinished run with other settings is there "
-                              f"({partial}); delete it or choose another --out")
         _drop_torn_line(partial)
         done = {r["question_id"]: r for r in read_jsonl(partial)}
-    atomic_write_json(cfg_path, settings)
     todo = [q for q in questions if q.id not in done]
     chunk = max(gen.batch_size * 4, 32)
     with open(partial, "a", encoding="utf-8") as fh, \
@@ -84,9 +91,10 @@ def answer_to_file(out: Path, model, questions: Sequence[Any], gen: GenerationCo
                 fh.write(json.dumps(row) + "\n")
             fh.flush()
             bar.update(len(rows))
-    atomic_write_jsonl(out, [done[q.id] for q in questions])
+    rows = [done[q.id] for q in questions]
+    run.write_cell(cell_id, rows, {**description, "n_answers": len(rows)})
     partial.unlink()
-    return len(questions)
+    return len(rows)
 
 
 def _drop_torn_line(path: Path) -> None:
@@ -96,14 +104,26 @@ def _drop_torn_line(path: Path) -> None:
         path.write_text(text[:text.rfind("\n") + 1], encoding="utf-8")
 
 
-def generate_file(out: Path, model_cfg, truthfulqa: str | None, n_questions: int | None,
-                  gen: GenerationConfig, steering: Sequence[Any], spec: str | None,
-                  magnitude: float = 0.0, positions: str = "all", scale: str = "raw",
-                  progress: bool = True) -> int:
+def generated_cell_id(spec: str | None, hook_label: str, magnitude: float) -> str:
+    """The cell id of a ``truthsteer generate`` run: ``baseline`` when nothing is added, else
+    ``<direction>__<hook>__m<magnitude>`` (as a sweep names cells), made file-name safe."""
+    from evals.rundir import judge_slug
+    from harness.sweep.grid import cell_id
+
+    if not spec or magnitude == 0:
+        return "baseline"
+    return judge_slug(cell_id(spec, hook_label, magnitude))[:150]
+
+
+def generate_run(out: Path, model_cfg, truthfulqa: str | None, n_questions: int | None,
+                 gen: GenerationConfig, steering: Sequence[Any], spec: str | None,
+                 magnitude: float = 0.0, positions: str = "all", scale: str = "raw",
+                 progress: bool = True) -> tuple[int, str]:
     """``truthsteer generate``: answer the first ``n_questions`` TruthfulQA questions (None: all)
     with ``spec`` added at each hook (and head) of ``steering`` (InterventionConfigs), at
-    ``magnitude`` on ``positions`` in ``scale`` units, into ``out`` resumably (see
-    :func:`answer_to_file`)."""
+    ``magnitude`` on ``positions`` in ``scale`` units, into the one-cell run folder ``out``
+    resumably (see :func:`answer_to_run`). Returns (rows, cell id)."""
+    from evals.rundir import code_version
     from evals.truthfulqa import load_truthfulqa
     from harness.config import to_dict
     from harness.directions import projection_std, resolve_direction, to_interventions
@@ -128,12 +148,26 @@ def generate_file(out: Path, model_cfg, truthfulqa: str | None, n_questions: int
                               d.label) for d in directions]
     interventions = to_interventions(directions, magnitude, positions, scale)
     validate(model, interventions)
-    settings = {"model": model.fingerprint(), "truthfulqa": {"origin": tqa.origin,
-                "sha256": tqa.sha256}, "generation": to_dict(gen), "prompt_style": style,
-                "interventions": [to_dict(c) for c in steering],
-                "stds": [d.std for d in directions]}
+    settings = {"model_name": model_cfg.name, "generation": to_dict(gen),
+                "interventions": [to_dict(c) for c in steering], "n_questions": n}
     hook_label = ",".join(c.hook + (f"[{c.head}]" if c.head is not None else "")
                           for c in steering) or "none"
-    labels = {"model": model_cfg.name, "hook": hook_label, "direction": spec or "none",
-              "magnitude": magnitude, "positions": positions, "scale": scale}
-    return answer_to_file(out, model, questions, gen, interventions, labels, settings, progress)
+    cell = generated_cell_id(spec, hook_label, magnitude)
+    kind = "spec" if spec else "none"
+    labels = {"cell_id": cell, "model": model_cfg.name, "hook": hook_label,
+              "direction": spec or "none", "kind": kind, "magnitude": magnitude,
+              "positions": positions, "scale": scale}
+    info = {"identity": {"generate": settings, "model": model.fingerprint(),
+                         "data_sha256": tqa.sha256},
+            "generate": settings, "model": model.fingerprint(),
+            "data": {"origin": tqa.origin, "sha256": tqa.sha256, "n_questions": len(tqa)},
+            "code": code_version(), "prompt_style": style, "cells": [cell],
+            "stds": [d.std for d in directions]}
+    description = {k: v for k, v in labels.items() if k != "model"} | {
+        "source": {"spec": spec} if spec else {}, "metrics": {},
+        "n_interventions": {"0": len(interventions)},
+        "coefficients": {"0": [float(iv.magnitude) for iv in interventions][:64]},
+        "code": info["code"]}
+    n_rows = answer_to_run(RunDir(out), cell, model, questions, gen, interventions, labels,
+                           info, description, progress)
+    return n_rows, cell

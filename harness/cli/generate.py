@@ -1,37 +1,27 @@
-"""``truthsteer generate``: answer TruthfulQA questions with (optionally) steered generation."""
+"""``truthsteer generate``: answer TruthfulQA questions with (optionally) steered generation, into
+a one-cell run folder that ``judge``, ``report``, ``spotcheck`` and ``export`` read."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from harness.config import (
-    EMBEDDED_MODEL,
-    POSITIONS,
-    ConfigError,
-    GenerationConfig,
-    InterventionConfig,
-    ModelConfig,
+from harness.cli.options import (
+    add_data_args,
+    add_generation_args,
+    add_model_args,
+    add_progress_arg,
+    generation_config,
 )
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=EMBEDDED_MODEL,
-                   help=f"hub id, HF folder, .gguf file, or {EMBEDDED_MODEL} (default)")
-    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1")
-    p.add_argument("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on CUDA), "
-                   "float32, bfloat16, float16")
-
-
-def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--truthfulqa", default=None, metavar="PATH",
-                   help="TruthfulQA.csv (default: $TRUTHSTEER_TRUTHFULQA, else the hub)")
+from harness.config import POSITIONS, ConfigError, InterventionConfig, ModelConfig
 
 
 def register(sub) -> None:
     p = sub.add_parser("generate", help="answer TruthfulQA questions, optionally steered",
                        description="Answer TruthfulQA questions with directions added to the "
-                       "activations. Resumable: rerun the same command to continue.")
+                       "activations, into a run folder (one cell) that judge, report, "
+                       "spotcheck and export read. Resumable: rerun the same command to "
+                       "continue.")
     add_model_args(p)
     add_data_args(p)
     p.add_argument("--questions", type=int, default=None, metavar="N",
@@ -47,22 +37,19 @@ def register(sub) -> None:
     p.add_argument("--scale", choices=("raw", "std"), default="raw",
                    help="raw: magnitude is the added vector's norm; std: in units of the "
                    "activations' std along the direction (measured on the prompts)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--prompt", choices=("auto", "qa", "chat"), default="auto")
-    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, metavar="FILE.jsonl")
+    add_generation_args(p)
+    p.add_argument("--out", required=True, metavar="RUN_DIR",
+                   help="run folder to write (run.json, cells/<cell>.jsonl)")
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.answers import generate_file
+    from harness.answers import generate_run
 
     out = Path(args.out)
-    if out.suffix != ".jsonl":
-        raise ConfigError(f"--out {out}: give a .jsonl file name")
+    if out.suffix in (".jsonl", ".json", ".csv"):
+        raise ConfigError(f"--out {out}: give a folder name (a run folder), not a file")
     if args.direction and not args.hook:
         raise ConfigError("--direction needs at least one --hook")
     if args.hook and not args.direction:
@@ -70,14 +57,13 @@ def run(args: argparse.Namespace) -> int:
     if args.head and len(args.head) != len(args.hook):
         raise ConfigError(f"--head given {len(args.head)} times for {len(args.hook)} --hook(s); "
                           "give one per hook")
-    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                           do_sample=args.sample, temperature=args.temperature, seed=args.seed,
-                           prompt_style=args.prompt)
     steering = [InterventionConfig(h, args.direction or "none", args.magnitude, args.positions,
                                    args.head[i] if args.head else None, args.scale)
                 for i, h in enumerate(args.hook)]
-    n = generate_file(out, ModelConfig(args.model, args.device, args.dtype), args.truthfulqa,
-                      args.questions, gen, steering, args.direction, args.magnitude,
-                      args.positions, args.scale)
-    print(f"wrote {n} answers to {out}")
+    n, cell = generate_run(out, ModelConfig(args.model, args.device, args.dtype),
+                           args.truthfulqa, args.questions, generation_config(args), steering,
+                           args.direction, args.magnitude, args.positions, args.scale,
+                           progress=not args.no_progress)
+    print(f"wrote {n} answers to {out} (cell {cell}); judge them with "
+          f"`truthsteer judge {out}`")
     return 0
