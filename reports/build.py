@@ -16,57 +16,33 @@ from pathlib import Path
 
 from evals.io import atomic_write_bytes, atomic_write_text
 from reports import plots
-from reports.fingerprint import fingerprint
+from reports.fingerprint import MEASURE_STEERED, fingerprint, steered_agreement
+from reports.guide import HOW_TO_READ, how_to_read
 from reports.load import RunData, load_runs
 from reports.render import Document, Figure, Heading, Para, Table, to_html, to_markdown
-from reports.fingerprint import MEASURE_STEERED, steered_agreement
 from reports.selection import MOSTLY_NONANSWERS, NONANSWER_FLAG, CrossFit
 from reports.tables import (
     BEST,
     BOTH,
     KINDS,
+    Headline,
     HeadlineRow,
     Rate,
     choose_examples,
     featured_rows,
     headline,
-    headline_rows,
     human_agreement,
 )
+from reports.verdict import pct as _pct
+from reports.verdict import run_verdict
 
 DEFAULT_EXAMPLES = 5
-CI_NOTE = ("Rates are the judge's verdicts, over the answers it scored for that verdict, with "
-           "95% Wilson score intervals in brackets; they are only as good as the judge's measured "
-           "agreement with people (in each run's fingerprint, on TruthfulQA's labels and on "
-           "steered answers) or the human-corrected columns where spot-check labels exist. "
-           "true×informative (TruthfulQA's headline) counts answers judged both truthful and "
-           "informative. Δ is the paired difference in true×informative from the unsteered "
-           "baseline on the same questions, with a 95% t-interval. '★ best overall' is chosen by "
-           "cross-fitting: the questions are split into two folds, the best steered "
-           "configuration is chosen on each fold and rated on the other, and a configuration is "
-           "marked only when both folds choose it (its rates are then out-of-fold rates, so "
-           "their intervals are honest); the mark says whether its paired interval vs the "
-           "baseline lies above 0 ('clears baseline'), below it, or spans it ('within "
-           "baseline's noise'). 'best of D' is the same choice within direction D. 'non-answers' "
-           "is the share of answers the judge's non-answer detector called refusals, evasions, "
-           "self-talk or degenerate text (– where the judge does not run it); a configuration "
-           f"with more than {MOSTLY_NONANSWERS:.0%} non-answers is flagged '{NONANSWER_FLAG}' and "
-           "never marked best. Unscored verdicts (no score, a score of an older answer text, or "
-           "a judge failure) are counted in the 'unscored' column, never treated as 'no'. "
-           "MC1/MC2 are TruthfulQA's multiple-choice scores (MC1 with a Wilson, MC2 with a "
-           "t-interval); CE is the steered model's cross-entropy on reference text and KL its "
-           "divergence from the unsteered model there (nats/token): the fluency cost, – where "
-           "not measured.")
 
 
 def _slug(name: str) -> str:
     """A file-name-safe, unique stand-in for a name from the data (figure file names)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "x"
     return safe if safe == name else f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
-
-
-def _pct(x: float) -> str:
-    return "–" if not math.isfinite(x) else f"{100 * x:.0f}"
 
 
 def _rate(r) -> str | list:
@@ -149,7 +125,8 @@ def headline_table(rows: list[HeadlineRow], with_human: bool) -> Table:
         body.append(tuple(cells))
         css.append("baseline" if r.is_baseline else "best" if BEST in r.marks else "")
     return Table(tuple(header), tuple(body), tuple(css), css="headline",
-                 num_cols=(2, *range(4, len(header))))
+                 num_cols=(2, *range(4, len(header))),
+                 wrap_cols=tuple(range(11, len(header) - 2)))  # human-corrected, MC1, MC2
 
 
 def _verdict(v: bool | None, p: float | None = None) -> str:
@@ -157,8 +134,9 @@ def _verdict(v: bool | None, p: float | None = None) -> str:
     return text + (f" ({p:.2f})" if p is not None and v is not None else "")
 
 
-def run_section(doc: Document, run: RunData, index: int, n_examples: int) -> None:
-    head = headline(run)
+def run_section(doc: Document, run: RunData, index: int, n_examples: int,
+                head: Headline | None = None) -> None:
+    head = head or headline(run)
     rows = head.rows
     has_labels = any(r.n_labels for r in rows)
     doc.add(Heading(2, f"Run {index}: {run.name}", anchor=f"run-{index}"))
@@ -322,10 +300,10 @@ def examples_block(doc: Document, run: RunData, rows: list[HeadlineRow], n: int)
                       caption=f"Q{ex.question_id}: {ex.question}"))
 
 
-def comparison_table(runs: list[RunData]) -> Table:
+def comparison_table(runs: list[RunData], heads: list[Headline] | None = None) -> Table:
     body, css = [], []
-    for run in runs:
-        for r in featured_rows(headline_rows(run)):
+    for run, head in zip(runs, heads or [headline(r) for r in runs]):
+        for r in featured_rows(head.rows):
             m = r.metrics
             body.append((run.name, *_config_cells(r), _marks(r), _share(r.nonanswers),
                          _rate(r.rates["truthful"]), _rate(r.rates["informative"]),
@@ -335,27 +313,35 @@ def comparison_table(runs: list[RunData]) -> Table:
                        else "")
     return Table(("run", "direction", "hook", "magnitude", "marks", "non-answers", "% true",
                   "% informative", "% true×informative", "Δ true×info vs baseline", "MC1", "MC2",
-                  "KL"), tuple(body), tuple(css), css="headline", num_cols=(3, *range(5, 13)))
+                  "KL"), tuple(body), tuple(css), css="headline", num_cols=(3, *range(5, 13)),
+                 wrap_cols=(10, 11))
 
 
 def build_document(runs: list[RunData], n_examples: int = DEFAULT_EXAMPLES,
                    notes: list[str] | None = None) -> Document:
+    """Verdict first (reports.verdict), then the results (side by side, each run's tables,
+    figures and checks), what was run (fingerprints), and how to read it all (reports.guide)."""
     doc = Document("truthsteer report")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    for note in notes or []:  # `backticks` mark commands; everything is escaped regardless
-        parts = note.split("`")
-        doc.add(Para(tuple(("code", p) if i % 2 else p for i, p in enumerate(parts) if p),
-                     css="note"))
-    doc.add(Para((f"{len(runs)} run(s), generated {stamp}. ", CI_NOTE)))
+    heads = [headline(r) for r in runs]
+    doc.add(Heading(2, "Verdict", anchor="verdict"))
+    for i, (run, head) in enumerate(zip(runs, heads), 1):
+        doc.add(*run_verdict(head.rows, head.selection, run.judge_id, run.judge_info,
+                             human_agreement(run),
+                             name=f"Run {i}, {run.name}" if len(runs) > 1 else ""))
+    doc.add(Para((f"{len(runs)} run(s), generated {stamp}. What each column and mark means"
+                  + (f", and {len(notes)} note(s) on how this report was made," if notes else "")
+                  + f" is under '{HOW_TO_READ}' at the end.",)))
+    doc.add(Heading(2, "Side by side: baseline and each direction's best", anchor="compare"),
+            comparison_table(runs, heads))
+    for i, (run, head) in enumerate(zip(runs, heads), 1):
+        run_section(doc, run, i, n_examples, head)
     doc.add(Heading(2, "Runs", anchor="runs"))
     prints = [fingerprint(r) for r in runs]
     keys = [k for k, _ in prints[0]]
     doc.add(Table(("", *(r.name for r in runs)),
                   tuple((k, *(dict(p)[k] for p in prints)) for k in keys), css="fingerprint"))
-    doc.add(Heading(2, "Side by side: baseline and each direction's best", anchor="compare"),
-            comparison_table(runs))
-    for i, run in enumerate(runs, 1):
-        run_section(doc, run, i, n_examples)
+    doc.add(*how_to_read(notes))
     return doc
 
 
@@ -363,7 +349,8 @@ def write_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike,
                  judge: str | None = None, n_examples: int = DEFAULT_EXAMPLES,
                  notes: list[str] | None = None) -> tuple[Path, Path]:
     """Write ``out/index.html`` and ``out/report.md`` (+ ``out/figures/*.png``); ``notes``
-    are paragraphs shown first (plain text, escaped like everything else)."""
+    are paragraphs on how the report was made, shown in its closing 'How to read this report'
+    section (plain text, escaped like everything else)."""
     from evals.errors import InputError
 
     if not run_dirs:

@@ -80,27 +80,40 @@ def agreement_summary(judge_info: Mapping[str, Any]) -> str:
     return f"{tqa_agreement_summary(judge_info)}. Steered: {steered_summary(judge_info)}"
 
 
-def tqa_agreement_summary(judge_info: Mapping[str, Any]) -> str:
-    """One line on a judge's measured agreement on TruthfulQA's human labels (held-out split
-    preferred, and model-written answers, the ones closest to steered answers)."""
+def tqa_agreement(judge_info: Mapping[str, Any]
+                  ) -> tuple[str, dict[str, tuple[str, Mapping[str, Any]]]] | None:
+    """(where, {kind: (subset, stats)}) of a judge's measured agreement on TruthfulQA's human
+    labels: the held-out split preferred over cross-validation, the model-written answers
+    (the ones closest to steered answers) over all. None when not measured."""
     agreement_info = judge_info.get("agreement") or {}
     for split in ("heldout", "cv"):
         block = agreement_info.get(split)
         if not isinstance(block, Mapping) or not block:
             continue
-        parts = []
+        found = {}
         for kind in KINDS:
             rows = block.get(kind) or {}
             subset = "model_written" if "model_written" in rows else "all"
             a = rows.get(subset)
             if a:
-                parts.append(f"{kind}: accuracy {a['accuracy']:.2f}, κ {a['kappa']:.2f} "
-                             f"(n={a['n']}, {subset.replace('_', '-')} answers)")
-        if parts:
-            where = "held-out questions" if split == "heldout" else "cross-validation"
-            return f"{'; '.join(parts)} — on {where} of TruthfulQA's human labels"
-    return ("not measured on TruthfulQA's human labels for this judge (spot-check its answers, "
-            "or run `truthsteer calibrate`)")
+                found[kind] = (subset, a)
+        if found:
+            return ("held-out questions" if split == "heldout" else "cross-validation"), found
+    return None
+
+
+def tqa_agreement_summary(judge_info: Mapping[str, Any]) -> str:
+    """One line on a judge's measured agreement on TruthfulQA's human labels (held-out split
+    preferred, and model-written answers, the ones closest to steered answers)."""
+    found = tqa_agreement(judge_info)
+    if found is None:
+        return ("not measured on TruthfulQA's human labels for this judge (spot-check its "
+                "answers, or run `truthsteer calibrate`)")
+    where, stats = found
+    parts = [f"{kind}: accuracy {a['accuracy']:.2f}, κ {a['kappa']:.2f} "
+             f"(n={a['n']}, {subset.replace('_', '-')} answers)"
+             for kind, (subset, a) in stats.items()]
+    return f"{'; '.join(parts)} — on {where} of TruthfulQA's human labels"
 
 
 def fingerprint(run) -> list[tuple[str, str]]:

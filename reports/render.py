@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,7 +32,7 @@ class Heading:
 @dataclass(frozen=True)
 class Para:
     spans: tuple[Span, ...]
-    css: str = ""  # "note" / "warn" for a highlighted paragraph
+    css: str = ""  # "note" / "warn": a highlighted paragraph (a quote in Markdown); "verdict"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Table:
     css: str = ""
     caption: str = ""
     num_cols: tuple[int, ...] = ()  # right-aligned (numeric) columns
+    wrap_cols: tuple[int, ...] = ()  # numeric columns whose small print may wrap (long CIs)
 
 
 @dataclass(frozen=True)
@@ -66,25 +68,30 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5
 max-width:1800px;padding:0 1em;color:#1d1d1f;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:2em;border-bottom:1px solid #ddd}
 h3{margin-top:1.4em}
-.scroll{overflow-x:auto}
+.table-wrap{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;font-size:.86em;margin:.6em 0}
-th,td{border:1px solid #d0d0d0;padding:.25em .5em;vertical-align:top;text-align:left}
-th{background:#f2f2f5;position:sticky;top:0}
-td.num{text-align:right;white-space:nowrap}
-td small{color:#666}
+table.headline{font-size:.76em}
+th,td{border:1px solid #d0d0d0;padding:.25em .4em;vertical-align:top;text-align:left}
+table.headline th,table.headline td{padding:.2em .3em}
+table.headline th{font-size:.9em}
+th{background:#f2f2f5;position:sticky;top:0;font-weight:600}
+td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+td small{color:#666;font-size:.85em}
+td.wrap small{white-space:normal}
 tr.baseline td{background:#f6f6f6;font-weight:600}
 tr.best td{background:#e9f7ea}
 table.fingerprint td:first-child{white-space:nowrap;font-weight:600}
-table.examples td{max-width:40em}
+table.examples td{max-width:40em;overflow-wrap:anywhere}
 caption{text-align:left;font-weight:600;padding:.3em 0}
 code{background:#f2f2f5;padding:0 .2em;border-radius:3px}
 p.note{background:#f5f8ff;border-left:4px solid #6b8cd6;padding:.4em .8em}
 p.warn{background:#fff6e5;border-left:4px solid #e0a030;padding:.4em .8em}
+p.verdict{font-size:1.1em;background:#f7f7f9;border-left:4px solid #1d1d1f;padding:.4em .8em}
 figure{display:inline-block;vertical-align:top;margin:1em 1.5em 1em 0;max-width:100%}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555;max-width:40em}
-.mark{color:#1a7f37;font-weight:600;white-space:nowrap}
-.flag{color:#b35900;font-weight:600;white-space:nowrap}
+.mark{color:#1a7f37;font-weight:600}
+.flag{color:#b35900;font-weight:600}
 """
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -95,9 +102,26 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _spans_html(spans: Span | Sequence[Span]) -> str:
+_LONG_WORD = re.compile(r"[^\s]{13,}")
+
+
+def _breakable(escaped: str) -> str:
+    """Escaped text whose long words (13+ characters with a letter, such as hook names, paths
+    or 'true×informative') may wrap after ``.`` ``_`` ``×`` (``<wbr>``: no visible change,
+    nothing added to copied text), so a table can fit a narrow screen."""
+    def split(m: re.Match) -> str:
+        word = m.group(0)
+        if not re.search(r"[A-Za-z]", word):
+            return word
+        return re.sub(r"(?<=[._×])(?=[^\s._×])", "<wbr>", word)
+    return _LONG_WORD.sub(split, escaped)
+
+
+def _spans_html(spans: Span | Sequence[Span], wrap: bool = False) -> str:
+    """Spans as HTML (escaped); ``wrap``: long words may break (table cells)."""
     if isinstance(spans, (str, tuple)):  # one span; several come as a list
         spans = [spans]
+    fix = _breakable if wrap else (lambda t: t)
     out = []
     for s in spans:
         if isinstance(s, tuple):
@@ -105,9 +129,9 @@ def _spans_html(spans: Span | Sequence[Span]) -> str:
             tag = {"code": "code", "b": "strong", "em": "em", "mark": "span", "flag": "span",
                    "small": "small"}.get(style, "span")
             cls = f' class="{style}"' if style in ("mark", "flag") else ""
-            out.append(f"<{tag}{cls}>{esc(text).replace(chr(10), '<br>')}</{tag}>")
+            out.append(f"<{tag}{cls}>{fix(esc(text)).replace(chr(10), '<br>')}</{tag}>")
         else:
-            out.append(esc(s).replace("\n", "<br>"))
+            out.append(fix(esc(s)).replace("\n", "<br>"))
     return "".join(out)
 
 
@@ -129,13 +153,15 @@ def to_html(doc: Document) -> str:
             rows = []
             for k, row in enumerate(b.rows):
                 css = b.row_css[k] if k < len(b.row_css) and b.row_css[k] else ""
-                cells = "".join(f"<td class=\"num\">{_spans_html(c)}</td>" if j in b.num_cols
-                                else f"<td>{_spans_html(c)}</td>" for j, c in enumerate(row))
+                cells = "".join(
+                    f"<td class=\"num{' wrap' if j in b.wrap_cols else ''}\">{_spans_html(c)}</td>"
+                    if j in b.num_cols else f"<td>{_spans_html(c, wrap=True)}</td>"
+                    for j, c in enumerate(row))
                 rows.append(f"<tr class=\"{esc(css)}\">{cells}</tr>" if css else
                             f"<tr>{cells}</tr>")
-            caption = f"<caption>{esc(b.caption)}</caption>" if b.caption else ""
-            head = "".join(f"<th>{esc(h)}</th>" for h in b.header)
-            parts.append(f"<div class=\"scroll\"><table{cls}>{caption}<thead><tr>{head}</tr>"
+            caption = f"<caption>{_breakable(esc(b.caption))}</caption>" if b.caption else ""
+            head = "".join(f"<th>{_breakable(esc(h))}</th>" for h in b.header)
+            parts.append(f"<div class=\"table-wrap\"><table{cls}>{caption}<thead><tr>{head}</tr>"
                          f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
         elif isinstance(b, Figure):
             data = base64.b64encode(b.png).decode("ascii")
@@ -191,7 +217,8 @@ def to_markdown(doc: Document, figure_dir: str = "figures") -> tuple[str, dict[s
         if isinstance(b, Heading):
             lines += [f"{'#' * b.level} {md_escape(b.text)}", ""]
         elif isinstance(b, Para):
-            lines += [("> " if b.css else "") + _spans_md(list(b.spans)), ""]
+            lines += [("> " if b.css in ("note", "warn") else "") + _spans_md(list(b.spans)),
+                      ""]
         elif isinstance(b, Table):
             if b.caption:
                 lines += [f"*{md_escape(b.caption)}*", ""]

@@ -71,3 +71,38 @@ def test_md_escape__markdown_punctuation_and_entities():
     assert md_escape("*a* _b_ `c` [d](e) #f <g> & \\") == \
         r"\*a\* \_b\_ \`c\` \[d\](e) \#f &lt;g&gt; &amp; \\"
     assert md_escape("x\r\ny\nz") == "x<br>y<br>z"
+
+
+def test_report__opens_with_its_verdict_and_ends_with_how_to_read_in_html_and_markdown(tmp_path):
+    notes = [f"Made by {EVIL} with `truthsteer quickstart --x`.", "A second note."]
+    html_path, md_path = write_report([_evil_run(tmp_path)], tmp_path / "out", notes=notes)
+    html, md = html_path.read_text(), md_path.read_text()
+    assert html.split("</h1>", 1)[1].lstrip().startswith('<h2 id="verdict">Verdict</h2>')
+    guide = html.index('<h2 id="how-to-read">How to read this report</h2>')
+    assert html.index('<h2 id="verdict">') < html.index("<table")
+    assert html.rindex("</table>") < guide
+    # the notes and the definitions moved to the end, not dropped, and still escaped
+    assert html.index("Made by &lt;script&gt;") > guide and html.index("A second note.") > guide
+    assert "<code>truthsteer quickstart --x</code>" in html
+    assert html.index("<strong>MC1/MC2</strong> are TruthfulQA") > guide
+    assert html.index("is chosen by cross-fitting: the questions are split") > guide
+    # the Markdown twin in the same order
+    lines = md.splitlines()
+    headings = [ln for ln in lines if ln.startswith("## ")]
+    assert headings[0] == "## Verdict" and headings[-1] == "## How to read this report"
+    tables = [k for k, ln in enumerate(lines) if ln.startswith("|")]
+    assert lines.index("## Verdict") < tables[0] < tables[-1] < \
+        lines.index("## How to read this report") < lines.index(
+            "> Made by &lt;script&gt;alert(\"x\")&lt;/script&gt; with `truthsteer quickstart "
+            "--x`.")
+    verdict = md.split("## Verdict", 1)[1].split("\n## ", 1)[0]
+    assert "beat the baseline" in verdict and "Cohen's κ" in verdict and "|" not in verdict
+
+
+def test_html__long_names_in_table_cells_may_wrap_but_read_the_same(tmp_path):
+    html_path, md_path = write_report([_evil_run(tmp_path)], tmp_path / "out")
+    html = html_path.read_text()
+    assert "<td>blocks.<wbr>1.<wbr>hook_<wbr>resid_<wbr>post</td>" in html
+    assert "<th>% true×<wbr>informative</th>" in html
+    assert "blocks.1.hook\\_resid\\_post" in md_path.read_text()  # Markdown unchanged
+    assert '<div class="table-wrap"><table class="headline">' in html
