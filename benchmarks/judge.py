@@ -1,6 +1,6 @@
 """Judge throughput against a loopback OpenAI-compatible server with fixed latency, in one run.
 
-The server (tests/evals/servers.py) runs in its own process, as a real endpoint would.
+The server (tests/evals/judges/servers.py) runs in its own process, as a real endpoint would.
 
 Prints answers judged per second at concurrency 1 and at concurrency 16 against a server that
 takes ``--latency`` seconds per request (each answer = 2 requests: truthful + informative), their
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evals.cache import JudgeCache
 from evals.judges import JudgeItem, make_judge
-from tests.evals.servers import fault_server_process, request_count
+from tests.evals.judges.servers import fault_server_process, request_count
 
 
 def judged_per_second(base_url: str, items: list[JudgeItem], concurrency: int,

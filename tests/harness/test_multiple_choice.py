@@ -6,12 +6,12 @@ from evals.truthfulqa import load_csv
 from harness.generation import cache_kwarg, common_prefix_length, output_cache
 from harness.multiple_choice import answer_logprobs, mc_items, score_mc
 from harness.steering import Intervention, hooks
-from tests.helpers import tiny_llama, truthfulqa_csv
+from tests.helpers import truthfulqa_csv
 
 
 @pytest.fixture(scope="module")
-def model():
-    return tiny_llama()
+def model(tiny_model):
+    return tiny_model
 
 
 def naive_logprob(model, prompt, answer, interventions) -> float:

@@ -191,7 +191,7 @@ def test_run_sweep__packed_cells_equal_cell_by_cell(tmp_path):
     from evals.rundir import RunDir
     from harness.sweep.config import load_config
     from harness.sweep.run import run_sweep
-    from tests.harness.test_sweep import config_text
+    from tests.harness.sweep.test_run import config_text
     from tests.helpers import tiny_llama_folder
 
     model_dir = tiny_llama_folder(tmp_path / "tiny")

@@ -53,13 +53,6 @@ def write_rule_scores(run_dir: Path, answers: list[dict], judge_id: str = RULE_J
 
 
 @pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory):
-    from tests.helpers import save_tiny_llama
-
-    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
-
-
-@pytest.fixture(scope="session")
 def real_run(tiny_folder, tmp_path_factory):
     """A real sweep (meandiff at two layers × magnitudes 2/8, a random direction at one, the
     shared baseline) on the tiny model, scored by the rule judge and spot-checked (sample

@@ -8,10 +8,10 @@ import torch
 
 from evals.errors import InputError
 from evals.judges.base import JudgeItem
-from evals.judges.default import load_or_build_named
 from evals.judges.claims import CLAIM_FEATURE_NAMES
-from evals.judges.featurizer import Featurizer
+from evals.judges.default import load_or_build_named
 from evals.judges.features import PROBE_SUFFIX, REF_FEATURE_NAMES, ProbePrompt, probe_features
+from evals.judges.featurizer import Featurizer
 from evals.judges.learned import LearnedJudge, LearnedJudgeConfig
 from evals.judges.learned_fit import LinearModel, PolyExpansion, fit_block, group_folds
 from evals.judges.learned_train import heldout_questions, train_learned_judge
