@@ -31,7 +31,7 @@ RECIPES = {
 
 def main() -> None:
     from evals.judges.learned_train import train_learned_judge
-    from evals.judges.recipe import KINDS
+    from evals.judges.base import KINDS
     from evals.judges.steered import packaged_steered_files, read_steered_train
     from evals.labels import read_labels
     from evals.truthfulqa import load_truthfulqa

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from evals.errors import InputError
 from evals.io import cache_root
 from evals.judges.learned import LearnedJudge
-from evals.errors import InputError
 from evals.judges.recipe import CFG_FILE, NAMED_RECIPES, LearnedJudgeConfig
 from evals.judges.steered import packaged_steered_files
 

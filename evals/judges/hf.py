@@ -23,8 +23,8 @@ from typing import Any
 
 from evals.cache import JudgeCache, cache_key
 from evals.errors import InputError
-from evals.judges.base import Judge, JudgeItem, JudgeResult, Kind, Verdict
-from evals.judges.prompts import KINDS, VERSIONS, build_prompt, check_style, yes_no_token
+from evals.judges.base import KINDS, Judge, JudgeItem, JudgeResult, Kind, Verdict
+from evals.judges.prompts import VERSIONS, build_prompt, check_style, yes_no_token
 
 ModelLoader = Callable[[str], tuple[Any, Any]]
 MIN_PREFIX_TOKENS = 8  # shorter shared prefixes are not worth a separate forward pass

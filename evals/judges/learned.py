@@ -28,14 +28,21 @@ import numpy as np
 
 from evals.errors import InputError
 from evals.io import atomic_dir
-from evals.judges.base import Judge, JudgeItem, JudgeResult, NonAnswer, ResultCallback, Verdict
+from evals.judges.base import (
+    KINDS,
+    Judge,
+    JudgeItem,
+    JudgeResult,
+    NonAnswer,
+    ResultCallback,
+    Verdict,
+)
 from evals.judges.features import PROBE_SUFFIX
 from evals.judges.featurizer import CHUNK, Answer, Featurizer
 from evals.judges.learned_fit import LinearModel, PolyExpansion, sigmoid
 from evals.judges.recipe import (
     CFG_FILE,
     DEFAULT_RECIPE,
-    KINDS,
     WEIGHTS_FILE,
     LearnedJudgeConfig,
 )
@@ -105,7 +112,6 @@ class LearnedJudge(Judge):
         called as each slab finishes.
         """
         from evals.io import progress as progress_bar
-
         from evals.judges.nonanswer import load_detector
 
         detector = load_detector()

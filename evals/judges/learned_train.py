@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from evals.errors import InputError
+from evals.judges.base import KINDS
 from evals.judges.featurizer import Answer, Featurizer
 from evals.judges.learned import REF_POLY, LearnedJudge, block_inputs, predict
 from evals.judges.learned_fit import (
@@ -30,7 +31,7 @@ from evals.judges.learned_fit import (
     group_folds,
     sigmoid,
 )
-from evals.judges.recipe import KINDS, LearnedJudgeConfig
+from evals.judges.recipe import LearnedJudgeConfig
 from evals.labels import LabelRow, is_reference_answer, match_questions, question_key
 from evals.truthfulqa import TruthfulQA
 

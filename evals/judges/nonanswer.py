@@ -238,7 +238,8 @@ def load_detector(path: str | Path | None = None) -> Detector:
     if path is not None:
         return Detector.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
     if _DETECTOR is None:
-        _DETECTOR = Detector.from_dict(json.loads(package_file(WEIGHTS_FILE).read_text(encoding="utf-8")))
+        weights = package_file(WEIGHTS_FILE).read_text(encoding="utf-8")
+        _DETECTOR = Detector.from_dict(json.loads(weights))
     return _DETECTOR
 
 

@@ -31,9 +31,16 @@ from dataclasses import dataclass
 
 from evals.cache import JudgeCache, cache_key
 from evals.errors import InputError
-from evals.judges.base import Judge, JudgeItem, JudgeResult, Kind, ResultCallback, Verdict
-from evals.judges.prompts import (
+from evals.judges.base import (
     KINDS,
+    Judge,
+    JudgeItem,
+    JudgeResult,
+    Kind,
+    ResultCallback,
+    Verdict,
+)
+from evals.judges.prompts import (
     VERSIONS,
     build_prompt,
     chat_logprob_positions,

@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 
-from evals.judges.base import KINDS, JudgeItem, Kind
+from evals.judges.base import JudgeItem, Kind
 
 STYLES = ("ref-aware", "gpt-judge")
 REF_AWARE_VERSION = "ref-aware-v1"

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from evals.errors import InputError
-from evals.judges.base import KINDS
 from evals.judges.features import ProbePrompt
 
 RECIPE_VERSION = "3"  # 2: the non-answer block and the steered training rows; 3: claim features

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from dictionaries.config import ARCHITECTURES, DictionaryConfigError
 from harness.cli.options import add_device_arg, add_progress_arg

@@ -66,8 +66,8 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from evals.errors import InputError
-    from evals.judging import judge_run
     from evals.judges import make_judge
+    from evals.judging import judge_run
     from evals.rundir import RunDir
     from harness.loaders import judge_model_loader
 

@@ -13,7 +13,6 @@ Everything here fits on arrays; ``fit_iti_for_questions`` runs the model to get 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
