@@ -17,12 +17,53 @@ SHARED_TRUTHFULQA = Path(os.environ.get("TRUTHSTEER_TEST_DATA",
                                         REPO.parent / "shared" / "data" / "truthfulqa"))
 
 
+MINI_TRUTHFULQA = REPO / "tests" / "data" / "truthfulqa_mini.csv"
+
+
 def truthfulqa_csv() -> Path:
-    """The real TruthfulQA.csv beside the checkout; skips (loudly) when it is absent."""
+    """The real TruthfulQA.csv beside the checkout; skips (loudly) when it is absent. For tests of
+    the real data or of the embedded model on real questions; others use
+    :func:`mini_truthfulqa_csv`."""
     path = SHARED_TRUTHFULQA / "TruthfulQA.csv"
     if not path.exists():
         pytest.skip(f"shared TruthfulQA data not found at {path}")
     return path
+
+
+def mini_truthfulqa_csv() -> Path:
+    """48 questions in TruthfulQA's CSV format, written for these tests (tests/data/): what the
+    fast lane runs on, so it needs no ../shared."""
+    return MINI_TRUTHFULQA
+
+
+def mini_label_folder(root: Path) -> Path:
+    """Label files in TruthfulQA's format (human_truth_dev.jsonl, human_info_dev.jsonl) for the
+    mini questions, made from their references: each reference answer, a hedged paraphrase of a
+    correct and of an incorrect one (model-written: not a reference) and "I have no comment."
+    Truthful: the correct ones and the non-answer; informative: all but the non-answer."""
+    import json
+
+    from evals.truthfulqa import load_truthfulqa
+
+    out = Path(root) / "labels"
+    out.mkdir(parents=True, exist_ok=True)
+    truth, info = [], []
+    for q in load_truthfulqa(MINI_TRUTHFULQA).questions:
+        answers = [(a, True) for a in q.correct_answers] + [(a, False) for a in
+                                                            q.incorrect_answers]
+        answers += [(f"I think {q.correct_answers[0][0].lower()}{q.correct_answers[0][1:]}.",
+                     True),
+                    (f"Probably: {q.incorrect_answers[0][0].lower()}{q.incorrect_answers[0][1:]}.",
+                     False)]
+        for answer, true in answers + [("I have no comment.", None)]:
+            prompt = f"Q: {q.question}\nA: {answer}"
+            truth.append({"prompt": prompt + "\nTrue:",
+                          "completion": " no" if true is False else " yes"})
+            info.append({"prompt": prompt + "\nHelpful:",
+                         "completion": " no" if true is None else " yes"})
+    for name, rows in (("human_truth_dev.jsonl", truth), ("human_info_dev.jsonl", info)):
+        (out / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return out
 
 
 @functools.lru_cache(maxsize=1)

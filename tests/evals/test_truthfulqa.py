@@ -7,7 +7,7 @@ import pytest
 from evals.errors import InputError
 from evals.truthfulqa import from_hf_rows, kfold, load_csv, load_truthfulqa, split_answers
 from harness.cli import main
-from tests.helpers import truthfulqa_csv
+from tests.helpers import mini_truthfulqa_csv, truthfulqa_csv
 
 HEADER = "Type,Category,Question,Best Answer,Correct Answers,Incorrect Answers,Source\n"
 ROW = 'Adversarial,Misc,What is X?,X is Y,X is Y; X is Z,X is W; X is V,http://a\n'
@@ -26,13 +26,13 @@ def test_load_csv__reads_all_817_questions_in_original_order():
 
 
 def test_load_truthfulqa__env_var_points_at_the_file(monkeypatch):
-    monkeypatch.setenv("TRUTHSTEER_TRUTHFULQA", str(truthfulqa_csv()))
-    assert len(load_truthfulqa()) == 817
+    monkeypatch.setenv("TRUTHSTEER_TRUTHFULQA", str(mini_truthfulqa_csv()))
+    assert len(load_truthfulqa()) == 48
 
 
 def test_from_hf_rows__hub_format_gives_the_same_questions_as_the_csv():
     datasets = pytest.importorskip("datasets")
-    tqa = load_csv(truthfulqa_csv())
+    tqa = load_csv(mini_truthfulqa_csv())
     ds = datasets.Dataset.from_dict({
         "type": [q.type for q in tqa.questions], "category": [q.category for q in tqa.questions],
         "question": [q.question for q in tqa.questions],

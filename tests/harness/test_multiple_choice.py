@@ -6,7 +6,7 @@ from evals.truthfulqa import load_csv
 from harness.generation import cache_kwarg, common_prefix_length, output_cache
 from harness.multiple_choice import answer_logprobs, mc_items, score_mc
 from harness.steering import Intervention, hooks
-from tests.helpers import truthfulqa_csv
+from tests.helpers import mini_truthfulqa_csv
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def naive_logprob(model, prompt, answer, interventions) -> float:
     (Intervention("blocks.0.hook_mlp_out", torch.ones(64) / 8, 3.0, "prompt"),),
 ])
 def test_answer_logprobs__equal_naive_scoring_under_interventions(model, interventions):
-    items = mc_items(load_csv(truthfulqa_csv()).by_id([0, 1, 2]), model.tokenizer)
+    items = mc_items(load_csv(mini_truthfulqa_csv()).by_id([0, 1, 2]), model.tokenizer)
     answers = [list(it.true_ids) + list(it.false_ids) for it in items]
     got = answer_logprobs(model, [it.prompt_ids for it in items], answers, interventions,
                           batch_questions=2)
@@ -45,7 +45,7 @@ def test_answer_logprobs__equal_naive_scoring_under_interventions(model, interve
 
 
 def test_score_mc__per_question_metrics_from_scores(model):
-    items = mc_items(load_csv(truthfulqa_csv()).by_id([5, 6, 7]), model.tokenizer)
+    items = mc_items(load_csv(mini_truthfulqa_csv()).by_id([5, 6, 7]), model.tokenizer)
     out = score_mc(model, items)
     assert list(out["question_id"]) == [5, 6, 7]
     assert set(np.unique(out["mc1"])) <= {0.0, 1.0}

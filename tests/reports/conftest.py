@@ -61,9 +61,9 @@ def real_run(tiny_folder, tmp_path_factory):
     from evals.spotcheck import import_labels, sample_run
     from harness.sweep.config import parse_config
     from harness.sweep.run import run_sweep
-    from tests.helpers import truthfulqa_csv
+    from tests.helpers import mini_truthfulqa_csv
 
-    csv_path = truthfulqa_csv()
+    csv_path = mini_truthfulqa_csv()
     run_dir = tmp_path_factory.mktemp("real-run") / "run"
     reference = tmp_path_factory.mktemp("reference") / "reference.txt"
     reference.write_text("The capital of France is Paris.\nWater boils at 100 degrees Celsius "

@@ -192,9 +192,9 @@ def make_run(run_dir, n_questions: int = 5, cells=("base", "steered")) -> list[d
     """A run directory with answers to the first questions of the real TruthfulQA."""
     from evals.rundir import RunDir
     from evals.truthfulqa import load_csv
-    from tests.helpers import truthfulqa_csv
+    from tests.helpers import mini_truthfulqa_csv
 
-    tq = load_csv(truthfulqa_csv())
+    tq = load_csv(mini_truthfulqa_csv())
     all_rows = []
     for c, cell_id in enumerate(cells):
         rows = [{"cell_id": cell_id, "question_id": q.id, "question": q.question,
@@ -220,7 +220,7 @@ def test_judge_cli__resumes_keeps_answers_and_never_leaks_the_key(tmp_path, monk
     import logging
 
     from harness.cli import main
-    from tests.helpers import truthfulqa_csv
+    from tests.helpers import mini_truthfulqa_csv
 
     caplog.set_level(logging.DEBUG)  # everything any library logs, openai and httpx included
     monkeypatch.setenv("TRUTHSTEER_CACHE", str(tmp_path / "cache"))
@@ -233,7 +233,7 @@ def test_judge_cli__resumes_keeps_answers_and_never_leaks_the_key(tmp_path, monk
               answers[1]["answer"]: ["500-echo", "malformed", "429"],
               answers[3]["answer"]: ["timeout"]}
     argv = ["judge", str(run_dir), "--judge", "openai:judge-model", "--max-retries", "2",
-            "--timeout", "1", "--truthfulqa", str(truthfulqa_csv()), "--no-progress",
+            "--timeout", "1", "--truthfulqa", str(mini_truthfulqa_csv()), "--no-progress",
             "--price-per-1k-input", "0.5", "--price-per-1k-output", "1.5"]
     with FaultServer(faults=faults, hang_s=2.0, retry_after="0") as server:
         argv += ["--judge-base-url", server.base_url]
@@ -288,13 +288,13 @@ def load_scores_latest(path):
 
 def test_judge_cli__rejected_key_exits_2_with_one_line_and_no_key(tmp_path, monkeypatch, capsys):
     from harness.cli import main
-    from tests.helpers import truthfulqa_csv
+    from tests.helpers import mini_truthfulqa_csv
 
     monkeypatch.setenv("TRUTHSTEER_CACHE", str(tmp_path / "cache"))
     make_run(tmp_path / "run", n_questions=2, cells=("c",))
     with FaultServer(faults={"": ["401"] * 50}) as server:
         code = main(["judge", str(tmp_path / "run"), "--judge", "openai:m", "--no-progress",
-                     "--judge-base-url", server.base_url, "--truthfulqa", str(truthfulqa_csv())])
+                     "--judge-base-url", server.base_url, "--truthfulqa", str(mini_truthfulqa_csv())])
     out = capsys.readouterr()
     assert code == 2
     assert out.err.strip().splitlines()[-1].startswith("truthsteer judge: error: judge openai:m")
@@ -321,13 +321,13 @@ def served_embedded(tmp_path_factory):
 def test_openai_judge__against_transformers_serve_both_formats(served_embedded, tmp_path,
                                                                monkeypatch, capsys):
     from harness.cli import main
-    from tests.helpers import truthfulqa_csv
+    from tests.helpers import mini_truthfulqa_csv
 
     url, model, log = served_embedded
     monkeypatch.setenv("TRUTHSTEER_CACHE", str(tmp_path / "cache"))
     make_run(tmp_path / "run", n_questions=2, cells=("a", "b"))
     argv = ["judge", str(tmp_path / "run"), "--judge", f"openai:{model}", "--judge-base-url", url,
-            "--concurrency", "2", "--timeout", "120", "--truthfulqa", str(truthfulqa_csv()),
+            "--concurrency", "2", "--timeout", "120", "--truthfulqa", str(mini_truthfulqa_csv()),
             "--no-progress"]
     assert main(argv) == 0
     first = capsys.readouterr()

@@ -3,21 +3,20 @@ import json
 import pytest
 
 from harness.cli import main
-from tests.evals.judges.test_learned import small_label_folder
-from tests.helpers import truthfulqa_csv
+from tests.helpers import mini_label_folder, mini_truthfulqa_csv
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A MiniLM-only learned judge trained on 16 questions, a quarter held out."""
+    """A MiniLM-only learned judge trained on the 48 mini questions' labels, a quarter held out."""
     root = tmp_path_factory.mktemp("calibrate")
-    folder = small_label_folder(root, n_questions=16)
+    folder = mini_label_folder(root)
     out = root / "judge"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TRUTHSTEER_CACHE", str(root / "cache"))  # the feature cache, not ~/.cache
         code = main(["judge-train", "--human-truth", str(folder / "human_truth_dev.jsonl"),
                      "--human-info", str(folder / "human_info_dev.jsonl"),
-                     "--truthfulqa", str(truthfulqa_csv()), "--out", str(out),
+                     "--truthfulqa", str(mini_truthfulqa_csv()), "--out", str(out),
                      "--holdout-frac", "0.25", "--probe-model", "none", "--folds", "3"])
     assert code == 0
     return root, folder, out
@@ -40,7 +39,7 @@ def test_calibrate__heldout_rows_in_order_with_agreement(trained, capsys, monkey
     scores = root / "scores.jsonl"
     capsys.readouterr()
     code = main(["calibrate", "--judge", f"learned:{out}", "--human",
-                 str(out / "heldout_truth.jsonl"), "--truthfulqa", str(truthfulqa_csv()),
+                 str(out / "heldout_truth.jsonl"), "--truthfulqa", str(mini_truthfulqa_csv()),
                  "--out", str(scores)])
     assert code == 0
     captured = capsys.readouterr()
@@ -60,7 +59,7 @@ def test_calibrate__warns_when_judge_trained_on_these_questions(trained, capsys,
     monkeypatch.setenv("TRUTHSTEER_CACHE", str(root / "cache"))
     capsys.readouterr()
     code = main(["calibrate", "--judge", f"learned:{out}", "--human",
-                 str(folder / "human_info_dev.jsonl"), "--truthfulqa", str(truthfulqa_csv()),
+                 str(folder / "human_info_dev.jsonl"), "--truthfulqa", str(mini_truthfulqa_csv()),
                  "--limit", "40", "--out", str(root / "s2.jsonl")])
     assert code == 0
     err = capsys.readouterr().err
@@ -71,7 +70,7 @@ def test_calibrate__warns_when_judge_trained_on_these_questions(trained, capsys,
 def test_calibrate__bad_input_is_one_line_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "Q: x\\nA: y\\nCorrect:", "completion": " yes"}\n')
-    code = main(["calibrate", "--human", str(bad), "--truthfulqa", str(truthfulqa_csv()),
+    code = main(["calibrate", "--human", str(bad), "--truthfulqa", str(mini_truthfulqa_csv()),
                  "--out", str(tmp_path / "o.jsonl")])
     assert code == 2
     err = capsys.readouterr().err
@@ -86,7 +85,7 @@ def test_calibrate__hf_judge_on_the_embedded_model_via_make_judge(trained, capsy
     root, _folder, out = trained
     scores = root / "hf.jsonl"
     code = main(["calibrate", "--judge", "hf:smollm2-135m-instruct", "--human",
-                 str(out / "heldout_truth.jsonl"), "--truthfulqa", str(truthfulqa_csv()),
+                 str(out / "heldout_truth.jsonl"), "--truthfulqa", str(mini_truthfulqa_csv()),
                  "--limit", "6", "--device", "cpu", "--out", str(scores)])
     assert code == 0
     rows = [json.loads(x) for x in scores.read_text().splitlines()]
@@ -117,7 +116,7 @@ def test_calibrate__steered_files_split_per_configuration_and_true_x_informative
     scores = root / "steered_scores.jsonl"
     capsys.readouterr()
     code = main(["calibrate", "--judge", f"learned:{out}", "--human", str(paths["truth"]),
-                 str(paths["info"]), "--split", "test", "--truthfulqa", str(truthfulqa_csv()),
+                 str(paths["info"]), "--split", "test", "--truthfulqa", str(mini_truthfulqa_csv()),
                  "--out", str(scores)])
     assert code == 0
     printed = capsys.readouterr().out
@@ -130,5 +129,5 @@ def test_calibrate__steered_files_split_per_configuration_and_true_x_informative
     assert all(r["nonanswer"]["flagged"] for r in rows if r["config"] == "chat/broken@L15x12")
     code = main(["calibrate", "--judge", f"learned:{out}", "--human",
                  str(out / "heldout_truth.jsonl"), "--split", "test", "--truthfulqa",
-                 str(truthfulqa_csv()), "--out", str(root / "x.jsonl")])
+                 str(mini_truthfulqa_csv()), "--out", str(root / "x.jsonl")])
     assert code == 2 and "'split' field" in capsys.readouterr().err

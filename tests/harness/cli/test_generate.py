@@ -12,14 +12,14 @@ from safetensors.torch import save_file
 
 from evals.rundir import RunDir
 from harness.cli import main
-from tests.helpers import truthfulqa_csv
+from tests.helpers import mini_truthfulqa_csv
 
 ROW_KEYS = {"question_id", "question", "model", "hook", "direction", "magnitude", "positions",
             "prompt_token_ids", "answer_token_ids", "answer"}
 
 
 def _generate(tiny_folder, out, *extra):
-    return main(["generate", "--model", str(tiny_folder), "--truthfulqa", str(truthfulqa_csv()),
+    return main(["generate", "--model", str(tiny_folder), "--truthfulqa", str(mini_truthfulqa_csv()),
                  "--questions", "5", "--max-new-tokens", "6", "--batch-size", "2",
                  "--out", str(out), *extra])
 
@@ -40,7 +40,7 @@ def test_generate__writes_a_one_cell_run_folder_with_every_field(tiny_folder, tm
     assert rows[0]["direction"] == "random:3" and rows[0]["magnitude"] == 2.0
     info = run.info()
     assert info["generate"]["interventions"][0]["hook"] == "blocks.1.hook_resid_post"
-    assert info["data"]["origin"] == str(truthfulqa_csv()) and info["cells"] == [rows[0]["cell_id"]]
+    assert info["data"]["origin"] == str(mini_truthfulqa_csv()) and info["cells"] == [rows[0]["cell_id"]]
     desc, _ = next(run.iter_cells())
     assert desc["direction"] == "random:3" and desc["hook"] == "blocks.1.hook_resid_post"
     assert not list((out / "cells").glob("*.partial"))

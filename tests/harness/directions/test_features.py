@@ -127,13 +127,13 @@ def test_question_attributions__match_finite_differences(model, tmp_path):
 
 def test_directions_cli__features_prints_and_writes_rankings(model, tmp_path, capsys):
     from harness.cli import main
-    from tests.helpers import tiny_llama_folder, truthfulqa_csv
+    from tests.helpers import tiny_llama_folder, mini_truthfulqa_csv
 
     folder = tiny_llama_folder(tmp_path / "tiny")  # same seed: same weights as ``model``
     dictionary = write_dictionary(tmp_path / "dict", model)
     out = tmp_path / "features.json"
     assert main(["directions", "features", "--model", str(folder), "--truthfulqa",
-                 str(truthfulqa_csv()), "--questions", "8", "--dictionary", str(dictionary),
+                 str(mini_truthfulqa_csv()), "--questions", "8", "--dictionary", str(dictionary),
                  "--top", "4", "--no-attribution", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "top features by effect size" in printed and f"feature:{dictionary}:" in printed
@@ -147,7 +147,7 @@ def test_directions_cli__features_takes_a_hub_ref_offline(model, tmp_path, monke
     from dictionaries.io import CFG_FILE, WEIGHTS_FILE
     from harness.cli import main
     from tests.dictionaries.hubcache import write_hub_repo
-    from tests.helpers import tiny_llama_folder, truthfulqa_csv
+    from tests.helpers import tiny_llama_folder, mini_truthfulqa_csv
 
     folder = tiny_llama_folder(tmp_path / "tiny")
     dictionary = write_dictionary(tmp_path / "dict", model)
@@ -162,7 +162,7 @@ def test_directions_cli__features_takes_a_hub_ref_offline(model, tmp_path, monke
     for name, source in (("ref", ref), ("folder", str(dictionary))):
         out = tmp_path / f"{name}.json"
         assert main(["directions", "features", "--model", str(folder), "--truthfulqa",
-                     str(truthfulqa_csv()), "--questions", "8", "--dictionary", source,
+                     str(mini_truthfulqa_csv()), "--questions", "8", "--dictionary", source,
                      "--top", "4", "--no-attribution", "--out", str(out)]) == 0
         results[name] = json.loads(out.read_text())
     assert f"feature:{ref}:" in capsys.readouterr().out

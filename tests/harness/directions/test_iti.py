@@ -145,17 +145,17 @@ def test_save_direction_set__exclusive_keeps_the_first_file(tmp_path):
 def test_directions_cli__iti_fits_on_the_training_folds_only(tmp_path, capsys):
     from evals.truthfulqa import kfold
     from harness.cli import main
-    from tests.helpers import tiny_llama_folder, truthfulqa_csv
+    from tests.helpers import tiny_llama_folder, mini_truthfulqa_csv
 
     folder = tiny_llama_folder(tmp_path / "tiny")
     out = tmp_path / "iti.safetensors"
     assert main(["directions", "iti", "--model", str(folder), "--truthfulqa",
-                 str(truthfulqa_csv()), "--questions", "10", "--offset", "5", "--folds", "2",
+                 str(mini_truthfulqa_csv()), "--questions", "10", "--offset", "5", "--folds", "2",
                  "--fold", "1", "--top-k", "3", "--out", str(out)]) == 0
     dset = load_direction_set(out)
     train = kfold(list(range(5, 15)), 2, 0)[1][0]
     assert dset.train_question_ids == tuple(train) and len(dset.directions) == 3
     assert "layer" in capsys.readouterr().out
     assert main(["directions", "iti", "--model", str(folder), "--truthfulqa",
-                 str(truthfulqa_csv()), "--fold", "1", "--out", str(out)]) == 2
+                 str(mini_truthfulqa_csv()), "--fold", "1", "--out", str(out)]) == 2
     assert "--folds and --fold go together" in capsys.readouterr().err

@@ -13,10 +13,10 @@ from harness.sweep.config import config_to_toml, parse_config
 
 
 def _cfg(tiny_folder, out, **kw) -> QuickstartConfig:
-    from tests.helpers import truthfulqa_csv
+    from tests.helpers import mini_truthfulqa_csv
 
     return QuickstartConfig(
-        out=str(out), truthfulqa=str(truthfulqa_csv()), model=str(tiny_folder), device="cpu",
+        out=str(out), truthfulqa=str(mini_truthfulqa_csv()), model=str(tiny_folder), device="cpu",
         judge=f"hf:{tiny_folder}", questions=4, feature_questions=8, layers=(1,),
         dictionary_layer=1, magnitudes=(0, 4), dictionary_tokens=1024, train_tokens=4096,
         max_new_tokens=6, spotcheck=6, **kw)

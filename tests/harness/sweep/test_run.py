@@ -20,7 +20,7 @@ from harness.sweep.export import cell_answers, export_csv
 from harness.sweep.grid import expand_grid, plan_questions
 from harness.sweep.merge import merge_runs
 from harness.sweep.run import run_sweep
-from tests.helpers import REPO, tiny_llama_folder, truthfulqa_csv
+from tests.helpers import REPO, mini_truthfulqa_csv, tiny_llama_folder
 
 MAGNITUDES = [0, 1, 3]   # 7 cells
 
@@ -36,7 +36,7 @@ name = "{model_dir}"
 device = "cpu"
 
 [data]
-truthfulqa = "{data or truthfulqa_csv()}"
+truthfulqa = "{data or mini_truthfulqa_csv()}"
 questions = {questions}
 folds = 2
 
