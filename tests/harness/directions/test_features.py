@@ -141,6 +141,7 @@ def test_directions_cli__features_prints_and_writes_rankings(model, tmp_path, ca
     assert len(result["by_effect"]) == 4 and result["by_attribution"] == []
 
 
+@pytest.mark.slow  # ~6 s: writes a hub cache and runs the feature search through the CLI
 def test_directions_cli__features_takes_a_hub_ref_offline(model, tmp_path, monkeypatch, capsys):
     """A dictionary in a local hub cache (laid out as huggingface_hub lays it out), named by an
     hf:// REF, ranks the same features as its folder, offline; the REF is what it prints."""
