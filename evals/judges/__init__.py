@@ -6,6 +6,8 @@
 ``learned:PATH``       a judge trained with ``truthsteer judge-train`` (evals/judges/learned.py)
 ``default``            the offline default judge (built on first use; evals/judges/default.py)
 ``quick``              the default recipe without its language-model probe (builds in minutes)
+``surface``            the surface-only baseline: style cues, no question or references
+                       (evals/judges/surface.py); a floor that a judge of truth must clear
 =====================  ==================================================================
 
 Models for ``hf:``/``learned:``/``default`` come through ``model_loader(name) -> (hf_model,
@@ -23,7 +25,7 @@ from evals.judges.base import Judge, JudgeItem, JudgeResult, ResultCallback, Ver
 
 ModelLoader = Callable[[str], tuple[Any, Any]]
 DEFAULT_JUDGE = "default"  # what --judge means when it is not given
-SPEC_FORMS = "openai:MODEL, hf:MODEL, learned:PATH, default or quick"
+SPEC_FORMS = "openai:MODEL, hf:MODEL, learned:PATH, default, quick or surface"
 
 __all__ = [
     "DEFAULT_JUDGE",
@@ -60,6 +62,10 @@ def make_judge(spec: str, *, model_loader: ModelLoader | None = None, truthfulqa
         from evals.judges.default import load_or_build_named
 
         return load_or_build_named(spec, model_loader=model_loader, truthfulqa=truthfulqa)
+    if spec == "surface":
+        from evals.judges.surface import SurfaceJudge
+
+        return SurfaceJudge()
     if backend == "learned":
         from evals.judges.learned import LearnedJudge
 

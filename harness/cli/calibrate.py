@@ -35,6 +35,8 @@ def register(sub) -> None:
     add_device_arg(c)
     c.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (on a shared machine 1 can be much faster)")
+    c.add_argument("--no-baseline", action="store_true",
+                   help="do not score the rows with the surface-only baseline judge too")
     c.set_defaults(func=run_calibrate)
 
     t = sub.add_parser("judge-train", help="train a learned judge on human labels",
@@ -76,6 +78,43 @@ def register(sub) -> None:
     t.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (on a shared machine 1 can be much faster)")
     t.set_defaults(func=run_train)
+    register_ship(sub)
+
+
+def register_ship(sub) -> None:
+    s = sub.add_parser("judge-ship", help="rebuild the offline judges shipped in the package",
+                       description="Train the quick and default judges from TruthfulQA's label "
+                       "files (and the packaged development sets' TRAIN rows) and write them, "
+                       "each with a judged fixed sample, to evals/judges/shipped/<name>-<content "
+                       "id>/, replacing the old ones (evals/judges/shipped.py).")
+    s.add_argument("--truthfulqa-dir", required=True, metavar="DIR",
+                   help="folder with TruthfulQA.csv and human_{truth,info}_dev.jsonl")
+    s.add_argument("--names", default="quick,default", help="which judges (default: both)")
+    s.add_argument("--work", default=None, metavar="DIR",
+                   help="build cache (default: a temporary folder)")
+    add_device_arg(s, "device of the probe model")
+    s.set_defaults(func=run_ship)
+
+
+def run_ship(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from evals.io import package_file
+    from evals.judges.default import ship
+    from evals.judges.shipped import SHIPPED_DIR
+    from harness.loaders import judge_model_loader
+
+    out_root = package_file(SHIPPED_DIR)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="truthsteer-ship-"))
+    for name in args.names.split(","):
+        folder = ship(name, Path(args.truthfulqa_dir), out_root, judge_model_loader(args.device),
+                      work)
+        for old in out_root.glob(f"{name}-*"):
+            if old != folder:
+                shutil.rmtree(old)
+        print(f"{name}: {folder}")
+    return 0
 
 
 def apply_threads(threads: int | None) -> None:
@@ -112,6 +151,25 @@ def agreement_table(report: dict[str, dict[str, dict]]) -> str:
                 f"{_fmt(a['auc'])}  {_fmt(a['judge_rate'], True)}  {_fmt(a['human_rate'], True)}"
                 f"  {_fmt(a['bias'])} ± {_fmt(a['bias_ci'])}"
                 + (f"  ({a['n_unscored']} unscored)" if a.get("n_unscored") else ""))
+    return "\n".join(lines)
+
+
+def baseline_table(report: dict[str, dict[str, dict]], base: dict[str, dict[str, dict]],
+                   judge_id: str) -> str:
+    """Kappa and AUC of the judge under test beside the surface-only baseline's on the same rows,
+    and the margin (the judge's kappa minus the baseline's)."""
+    lines = [f"{'kind':<12}{'rows':<15}{'n':>6}  {'kappa':>5} {'base':>5} {'margin':>6}  "
+             f"{'AUC':>5} {'base':>5}   ({judge_id} vs surface baseline)"]
+    order = ("truthful", "informative", "true_x_informative")
+    for kind in sorted(report, key=lambda k: (order.index(k) if k in order else 9, k)):
+        for subset in sorted(report[kind], key=lambda s: (SUBSETS.index(s) if s in SUBSETS
+                                                          else 9, s)):
+            a, b = report[kind][subset], base.get(kind, {}).get(subset)
+            if b is None:
+                continue
+            margin = a["kappa"] - b["kappa"]
+            lines.append(f"{kind[:11]:<12}{subset:<15}{a['n']:>6}  {_fmt(a['kappa'])} "
+                         f"{_fmt(b['kappa'])} {margin:+6.3f}  {_fmt(a['auc'])} {_fmt(b['auc'])}")
     return "\n".join(lines)
 
 
@@ -172,6 +230,13 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if result.by_config:
         print("\nper configuration:")
         print(config_table(result.by_config))
+    if args.judge != "surface" and not args.no_baseline:
+        from evals.judges.surface import SurfaceJudge
+
+        base = calibrate(SurfaceJudge(), rows, meta, tq, progress=False)
+        print("\nthe same rows by the surface-only baseline (answer style alone: length, hedges, "
+              "negation, refusal cues, list shape; no question, no references):")
+        print(baseline_table(result.report, base.report, judge.judge_id))
     flagged = [r["nonanswer"]["flagged"] for r in result.rows if "nonanswer" in r]
     if flagged:
         print(f"\nnon-answer detector: {sum(flagged)} of {len(flagged)} label rows flagged")

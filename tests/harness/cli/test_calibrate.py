@@ -45,6 +45,10 @@ def test_calibrate__heldout_rows_in_order_with_agreement(trained, capsys, monkey
     captured = capsys.readouterr()
     assert "warning" not in captured.err  # held-out questions: no overlap with training
     assert "model_written" in captured.out and "kappa" in captured.out
+    # the surface-only baseline on the same rows, with the judge's margin over it
+    assert "surface-only baseline" in captured.out and "margin" in captured.out
+    baseline = captured.out.split("surface-only baseline")[1]
+    assert "truthful" in baseline and "informative" in baseline
     rows = [json.loads(x) for x in scores.read_text().splitlines()]
     src = (out / "heldout_truth.jsonl").read_text().splitlines()
     assert len(rows) == len(src)
