@@ -35,6 +35,12 @@ from evals.judges.features import (
     reference_features,
 )
 from evals.judges.fluency import FLUENCY_NAMES, FLUENCY_VERSION, fluency_features
+from evals.judges.longform import (
+    LONGFORM_FEATURE_NAMES,
+    LONGFORM_VERSION,
+    claim_texts,
+    longform_features,
+)
 from evals.judges.nonanswer import FEATURE_NAMES as NONANSWER_NAMES
 from evals.judges.nonanswer import NONANSWER_VERSION, PROTOTYPES, nonanswer_features
 from evals.judges.recipe import LearnedJudgeConfig
@@ -96,7 +102,7 @@ class Featurizer:
     def space(self, block: str) -> str:
         """The cache space of a block: everything that decides its numbers."""
         if block not in self._spaces:
-            if block in ("ref", "nonanswer"):
+            if block in ("ref", "nonanswer", "longform"):
                 weights = minilm_folder() / "model.safetensors"
                 fields = {"block": "ref", "names": self.ref_names, "version": FEATURES_VERSION,
                           "minilm": weights.stat().st_size if weights.exists() else 0}
@@ -105,6 +111,9 @@ class Featurizer:
                 if block == "nonanswer":
                     fields.update(block="nonanswer", names=NONANSWER_NAMES,
                                   version=NONANSWER_VERSION, prototypes=PROTOTYPES)
+                if block == "longform":
+                    fields.update(block="longform", names=LONGFORM_FEATURE_NAMES,
+                                  version=LONGFORM_VERSION, claims_version=CLAIMS_VERSION)
             elif block == "fluency":
                 fields = {"block": "fluency", "model": self.cfg.probe_model,
                           "weights": model_fingerprint(self._lm()[0]), "names": FLUENCY_NAMES,
@@ -124,6 +133,8 @@ class Featurizer:
             return len(self.ref_names)
         if block == "nonanswer":
             return len(NONANSWER_NAMES)
+        if block == "longform":
+            return len(LONGFORM_FEATURE_NAMES)
         if block == "fluency":
             return len(FLUENCY_NAMES)
         return len(self.cfg.probe_layers) * int(self._lm()[0].config.hidden_size)
@@ -155,17 +166,23 @@ class Featurizer:
         from evals.io import progress as progress_bar
 
         answers = list(todo.values())
-        if block in ("ref", "nonanswer"):
+        if block in ("ref", "nonanswer", "longform"):
             if self._embedder is None:
                 self._embedder = SentenceEmbedder()
             texts = {NO_COMMENT, *PROTOTYPES} if block == "nonanswer" else {NO_COMMENT}
             for a in answers:
                 texts.update((a.question, a.answer, a.best, *a.correct, *a.incorrect))
+                if block == "longform":
+                    texts.update(claim_texts(a.answer))
             with progress_bar(total=len(texts), desc=f"{desc}: MiniLM", unit="text",
                               disable=not progress) as bar:
                 vecs = dict(zip(sorted(texts), self._embedder.embed(sorted(texts), bar.update)))
             if block == "ref":
                 fresh = dict(zip(todo, (self._ref_row(a, vecs.__getitem__) for a in answers)))
+            elif block == "longform":
+                fresh = dict(zip(todo, (longform_features(
+                    a.question, a.answer, a.correct, a.incorrect, vecs.__getitem__)
+                    for a in answers)))
             else:
                 fresh = dict(zip(todo, (nonanswer_features(
                     a.question, a.answer, (*a.correct, *a.incorrect), vecs.__getitem__)

@@ -169,15 +169,22 @@ def _fit_unscaled(z: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> LinearM
 
 
 def agreement_report(p_yes: np.ndarray, y: np.ndarray, is_reference: np.ndarray,
-                     is_steered: np.ndarray | None = None) -> dict:
+                     is_steered: np.ndarray | None = None,
+                     is_longform: np.ndarray | None = None) -> dict:
     """Agreement (threshold 0.5) on all rows, model-written rows and reference rows of
-    TruthfulQA's labels, and on the steered development set's rows ("steered") when given."""
+    TruthfulQA's labels, and on the steered and long-form development sets' rows ("steered",
+    "longform") when given."""
     out = {}
-    human = np.ones(len(y), dtype=bool) if is_steered is None else ~is_steered
+    human = np.ones(len(y), dtype=bool)
+    for mask in (is_steered, is_longform):
+        if mask is not None:
+            human &= ~mask
     subsets = [("all", human), ("model_written", human & ~is_reference),
                ("reference", human & is_reference)]
     if is_steered is not None:
         subsets.append(("steered", is_steered))
+    if is_longform is not None and is_longform.any():
+        subsets.append(("longform", is_longform))
     for name, mask in subsets:
         if mask.any():
             p = p_yes[mask]

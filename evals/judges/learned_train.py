@@ -21,6 +21,7 @@ import numpy as np
 
 from evals.errors import InputError
 from evals.judges.base import KINDS
+from evals.judges.domain import fit_boxes
 from evals.judges.featurizer import Answer, Featurizer
 from evals.judges.learned import REF_POLY, LearnedJudge, block_inputs, predict
 from evals.judges.learned_fit import (
@@ -58,7 +59,8 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
                         name: str = "learned", sources: Sequence[str] = (),
                         holdout_frac: float = 0.0,
                         feature_cache: str | os.PathLike | None = "auto",
-                        steered: tuple[Sequence[LabelRow], Sequence[LabelRow]] | None = None
+                        steered: tuple[Sequence[LabelRow], Sequence[LabelRow]] | None = None,
+                        longform: tuple[Sequence[LabelRow], Sequence[LabelRow]] | None = None
                         ) -> LearnedJudge:
     """Fit a judge on the labels; its ``info`` holds counts, choices and measured agreement.
 
@@ -66,7 +68,9 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
     (:func:`evals.judges.steered.read_steered_train`), trained on beside the human labels with
     sample weight ``cfg.steered_weight``; rows on held-out questions are left out (counted).
     Their out-of-fold agreement is reported as the subset "steered"; "all", "model_written"
-    and "reference" stay TruthfulQA's rows only.
+    and "reference" stay TruthfulQA's rows only. ``longform``: the same for the long-form
+    development set's TRAIN split (evals/longform_dev/), weight ``cfg.longform_weight``, subset
+    "longform".
     """
     from evals.io import progress as progress_bar
 
@@ -77,12 +81,15 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
         if wrong:
             raise InputError(f"line {wrong[0].line}: a {wrong[0].kind} label where {kind} labels "
                              "were expected (check --human-truth / --human-info)")
-    if steered is not None:
-        for kind, extra in zip(KINDS, steered):
+    n_steered = {k: 0 for k in KINDS}
+    for what, dev in (("steered", steered), ("long-form", longform)):
+        for kind, extra in zip(KINDS, dev or ()):
             if any(r.kind != kind for r in extra):
-                raise InputError(f"steered labels: a row of the wrong kind among the {kind} "
-                                 "rows (give --steered TRUTH_FILE INFO_FILE)")
+                raise InputError(f"{what} labels: a row of the wrong kind among the {kind} "
+                                 "rows (give TRUTH_FILE INFO_FILE)")
             rows[kind] += list(extra)
+            if what == "steered":
+                n_steered[kind] = len(extra)
     questions = {k: match_questions(v, tq) for k, v in rows.items()}
     pair_index: dict[tuple[int, str], int] = {}
     for kind in KINDS:
@@ -134,19 +141,23 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
                 if q is None:
                     continue
                 i = pair_index[(q.id, r.answer)]
-                is_steered = j >= n_human[kind]
+                # 0: TruthfulQA's human labels, 1: steered TRAIN rows, 2: long-form TRAIN rows
+                source = 0 if j < n_human[kind] else 1 if j < n_human[kind] + n_steered[kind] \
+                    else 2
                 row = (position.get(i, -1), r.label, q.id, is_reference_answer(r.answer, q),
-                       is_steered)
+                       source)
                 if q.id in held:
-                    if is_steered:
+                    if source:
                         n_steered_held += 1
                     else:
                         sel["held"].append(row)
                 elif i in train_set:
                     sel["train"].append(row)
-            idx, y, groups, is_ref, is_st = (np.array(c) for c in zip(*sel["train"]))
-            y, is_ref, is_st = y.astype(int), is_ref.astype(bool), is_st.astype(bool)
-            weight = np.where(is_st, cfg.steered_weight, 1.0) if is_st.any() else None
+            idx, y, groups, is_ref, source = (np.array(c) for c in zip(*sel["train"]))
+            y, is_ref = y.astype(int), is_ref.astype(bool)
+            is_st, is_lf = source == 1, source == 2
+            weight = np.select([is_st, is_lf], [cfg.steered_weight, cfg.longform_weight], 1.0) \
+                if source.any() else None
             folds = group_folds(groups, cfg.folds, cfg.seed)
             fits = {}
             for block in cfg.blocks:
@@ -156,10 +167,11 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
                 models[f"{kind}.{block}"] = fits[block].model
             oof = np.stack([fits[b].oof_logit for b in cfg.blocks], axis=1)
             models[f"{kind}.combiner"], cv_logit = fit_combiner(oof, y, folds, weight)
-            cv_report[kind] = agreement_report(sigmoid(cv_logit), y, is_ref, is_st)
+            cv_report[kind] = agreement_report(sigmoid(cv_logit), y, is_ref, is_st, is_lf)
             info_kinds[kind] = {
                 "n_train_rows": len(y), "n_train_questions": len(set(groups)),
-                "n_steered_rows": int(is_st.sum()), "n_steered_rows_held_out": n_steered_held,
+                "n_steered_rows": int(is_st.sum()), "n_longform_rows": int(is_lf.sum()),
+                "n_steered_rows_held_out": n_steered_held,  # dev rows (steered, long-form)
                 "n_reference_rows": int(is_ref.sum()), "positive_rate": float(y.mean()),
                 "chosen_c": {b: fits[b].c for b in cfg.blocks},
                 "cv_log_loss": {b: {str(c): v for c, v in fits[b].cv_log_loss.items()}
@@ -172,6 +184,15 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
                 info_kinds[kind]["n_heldout_rows"] = len(h_y)
     fit_s = time.perf_counter() - started
 
+    validated: dict[str, list[str]] = {"truthfulqa": [], "steered": [], "longform": []}
+    for j, r in enumerate(rows["truthful"]):  # the texts its agreement was measured on
+        q = questions["truthful"][j]
+        if q is None or pair_index[(q.id, r.answer)] not in train_set:
+            continue
+        source = 0 if j < n_human["truthful"] else 1 if j < n_human["truthful"] + \
+            n_steered["truthful"] else 2
+        if source or not is_reference_answer(r.answer, q):
+            validated[("truthfulqa", "steered", "longform")[source]].append(r.answer)
     agreement: dict[str, Any] = {"cv": cv_report}
     if held_report:
         agreement["heldout"] = held_report
@@ -192,6 +213,7 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
         "train_question_keys": [question_key(tq.questions[q].question) for q in train_q],
         "heldout_question_keys": sorted(question_key(tq.questions[q].question) for q in held),
         "seconds": {"features": round(feature_s, 1), "fit": round(fit_s, 1)},
+        "validated_on": fit_boxes(validated),
     }
     judge = LearnedJudge(cfg, models, info, model_loader, name=name, feature_cache=feature_cache)
     judge.featurize = featurizer  # reuse the models already loaded

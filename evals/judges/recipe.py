@@ -11,7 +11,8 @@ from typing import Any
 from evals.errors import InputError
 from evals.judges.features import ProbePrompt
 
-RECIPE_VERSION = "3"  # 2: the non-answer block and the steered training rows; 3: claim features
+RECIPE_VERSION = "4"  # 2: the non-answer block and the steered training rows; 3: claim features;
+# 4: the long-form block and the long-form set's TRAIN rows (weight 3)
 CFG_FILE, WEIGHTS_FILE = "cfg.json", "weights.safetensors"
 EMBEDDED_PROBE_MODEL = "smollm2-135m-instruct"
 
@@ -35,6 +36,9 @@ class LearnedJudgeConfig:
     fluency: bool = False  # the probe model's log-probability of the answer (3x the probe's cost)
     steered_weight: float = 1.0  # sample weight of a steered TRAIN row (chosen by grouped CV)
     claim_features: bool = True  # the reference block adds evals/judges/claims.py's features
+    longform_block: bool = True  # evals/judges/longform.py's claim-by-claim features, a block;
+    # a judge with it also trains on the long-form development set's TRAIN rows
+    longform_weight: float = 3.0  # sample weight of a long-form TRAIN row (chosen by grouped CV)
     recipe_version: str = RECIPE_VERSION
 
     def __post_init__(self) -> None:
@@ -54,6 +58,8 @@ class LearnedJudgeConfig:
             raise InputError(f"learned judge: folds={self.folds} must be >= 2")
         if not self.c_grid or not self.ref_c_grid or min(self.c_grid + self.ref_c_grid) <= 0:
             raise InputError("learned judge: regularisation grids must hold positive numbers")
+        if not self.longform_weight > 0:
+            raise InputError(f"learned judge: longform_weight={self.longform_weight} must be > 0")
         if not self.steered_weight > 0:
             raise InputError(f"learned judge: steered_weight={self.steered_weight} must be > 0")
         if self.max_train_answers is not None and self.max_train_answers < 50:
@@ -68,7 +74,8 @@ class LearnedJudgeConfig:
     def blocks(self) -> tuple[str, ...]:
         probe = ("probe",) + (("fluency",) if self.fluency else ())
         return (("ref",) + (probe if self.probe_model is not None else ())
-                + (("nonanswer",) if self.nonanswer_block else ()))
+                + (("nonanswer",) if self.nonanswer_block else ())
+                + (("longform",) if self.longform_block else ()))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -84,6 +91,8 @@ class LearnedJudgeConfig:
             data = {**data, "nonanswer_block": False}
         if "claim_features" not in data:  # before version 3: similarities-only reference block
             data = {**data, "claim_features": False}
+        if "longform_block" not in data:  # before version 4: no long-form block
+            data = {**data, "longform_block": False}
         return cls(**data)
 
 

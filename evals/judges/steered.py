@@ -93,3 +93,15 @@ def packaged_steered_files() -> tuple[Path, Path] | None:
 
     paths = tuple(package_file(f"{STEERED_DIR}/{name}") for name in STEERED_FILES)
     return paths if all(p.is_file() for p in paths) else None  # type: ignore[return-value]
+
+
+LONGFORM_DIR = "longform_dev"  # inside the evals package; only these two files are shipped
+LONGFORM_FILES = ("longform_truth.jsonl", "longform_info.jsonl")
+
+
+def packaged_longform_files() -> tuple[Path, Path] | None:
+    """The long-form development set's label files shipped inside the package, or None."""
+    from evals.io import package_file
+
+    paths = tuple(package_file(f"{LONGFORM_DIR}/{name}") for name in LONGFORM_FILES)
+    return paths if all(p.is_file() for p in paths) else None  # type: ignore[return-value]
