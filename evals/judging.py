@@ -66,10 +66,18 @@ def judge_run(run: RunDir | str | os.PathLike, judge: Any, *, truthfulqa: Any = 
             f"scored, judging {len(todo)}")
     items = [JudgeItem.for_question(by_id[int(r["question_id"])], r["answer"]) for r in todo]
     usages: list[dict[str, int]] = []
+    boxes = (judge.record() or {}).get("validated_on")
     started = time.time()
     with scores.writer() as writer:
         def on_result(i: int, result: JudgeResult) -> None:
-            writer.write(score_row(todo[i], result))
+            row = score_row(todo[i], result)
+            if boxes:  # how far the answer lies from the text the judge was validated on
+                from evals.judges.domain import TOLERANCE, distance
+
+                d, nearest = distance(todo[i]["answer"], boxes)
+                row["validated"] = {"distance": round(d, 3), "nearest": nearest,
+                                    "outside": d > TOLERANCE}
+            writer.write(row)
             usages.append(dict(result.usage))
 
         if items:
@@ -86,4 +94,19 @@ def judge_run(run: RunDir | str | os.PathLike, judge: Any, *, truthfulqa: Any = 
             "path": scores.path, "n_answers": len(answers), "n_judged": len(items),
             "seconds": elapsed, "usage": usage, "cost_usd": cost,
             "cells": summarize(answers, scores.latest(judge.prompt_version)),
-            "record": scores.write_record(judge)}
+            "record": scores.write_record(judge),
+            "outside": outside_by_cell(answers, boxes)}
+
+
+def outside_by_cell(answers: list[dict[str, Any]], boxes: dict[str, Any] | None
+                    ) -> dict[str, tuple[int, int]] | None:
+    """{cell_id: (answers outside the text the judge was validated on, answers)}, or None when
+    the judge records no validation sets (evals/judges/domain.py)."""
+    if not boxes:
+        return None
+    from evals.judges.domain import outside_share
+
+    cells: dict[str, list[str]] = {}
+    for r in answers:
+        cells.setdefault(str(r["cell_id"]), []).append(r["answer"])
+    return {c: outside_share(a, boxes) for c, a in sorted(cells.items())}

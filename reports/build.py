@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
-import re
 import os
+import re
 from pathlib import Path
 
 from evals.io import atomic_write_bytes, atomic_write_text
@@ -257,8 +257,8 @@ def agreement_block(doc: Document, run: RunData, index: int) -> None:
                   " and label it"])
         doc.add(Para(("No human labels exist for this run yet, so the rates above are the "
                       "judge's alone (its measured agreement, on TruthfulQA's human labels and on "
-                      "steered answers where measured, is in the run's fingerprint). To check it on "
-                      "these answers: ", *where, ", then ",
+                      "steered answers where measured, is in the run's fingerprint). To check it "
+                      "on these answers: ", *where, ", then ",
                       ("code", f"truthsteer spotcheck import {run.path} labels.csv"),
                       " and rerun the report for human-corrected rates."), css="note"))
         return
@@ -317,6 +317,18 @@ def comparison_table(runs: list[RunData], heads: list[Headline] | None = None) -
                  wrap_cols=(10, 11))
 
 
+def outside_validated(run: RunData) -> dict[str, tuple[int, int]] | None:
+    """{cell_id: (answers outside the text the judge was measured on, answers)}, or None when
+    the judge's record names no validated text (evals/judges/domain.py)."""
+    from evals.judges.domain import outside_share
+
+    boxes = run.judge_info.get("validated_on")
+    if not boxes:
+        return None
+    return {cid: outside_share([r["answer"] for r in rows], boxes)
+            for cid, rows in sorted(run.answers.items())}
+
+
 def build_document(runs: list[RunData], n_examples: int = DEFAULT_EXAMPLES,
                    notes: list[str] | None = None) -> Document:
     """Verdict first (reports.verdict), then the results (side by side, each run's tables,
@@ -328,7 +340,8 @@ def build_document(runs: list[RunData], n_examples: int = DEFAULT_EXAMPLES,
     for i, (run, head) in enumerate(zip(runs, heads), 1):
         doc.add(*run_verdict(head.rows, head.selection, run.judge_id, run.judge_info,
                              human_agreement(run),
-                             name=f"Run {i}, {run.name}" if len(runs) > 1 else ""))
+                             name=f"Run {i}, {run.name}" if len(runs) > 1 else "",
+                             outside=outside_validated(run)))
     doc.add(Para((f"{len(runs)} run(s), generated {stamp}. What each column and mark means"
                   + (f", and {len(notes)} note(s) on how this report was made," if notes else "")
                   + f" is under '{HOW_TO_READ}' at the end.",)))

@@ -19,12 +19,13 @@ STEERED_SET = "evals/steered_dev/"
 MEASURE_STEERED = ("truthsteer calibrate --judge JUDGE --human "
                    "evals/steered_dev/steered_truth.jsonl evals/steered_dev/steered_info.jsonl "
                    "--split test --out steered_scores.jsonl")
-# Where a judge's record may keep its agreement on steered answers, most trusted first:
-# (section of the record's "agreement", how the report names it)
-_STEERED_WHERE = (("steered_test", "the held-out test split"),
-                  ("steered", "the steered set"),
-                  ("heldout", "held-out questions"),
-                  ("cv", "cross-validation on its train split"))
+LABELLED_BY = "labelled by AI assistant readers in two blind passes, adjudicated by the maintainers"
+# Where a judge's record may keep its agreement on a development set ("steered", "longform"),
+# most trusted first: (section of the record's "agreement", how the report names it)
+_DEV_WHERE = (("{dev}_test", "the held-out test split"),
+              ("{dev}", "the whole set"),
+              ("heldout", "held-out questions"),
+              ("cv", "cross-validation on its train split"))
 
 
 def _stats(block: Any) -> Mapping[str, Any] | None:
@@ -42,15 +43,27 @@ def steered_agreement(judge_info: Mapping[str, Any]
     development set's labels, as its record stores it: a section ``steered_test`` / ``steered``
     of ``agreement`` ({kind: stats} or {kind: {subset: stats}}), or the subset ``steered`` of
     the ``heldout`` / ``cv`` sections. None when the judge was not measured on steered text."""
+    return dev_agreement(judge_info, "steered")
+
+
+def longform_agreement(judge_info: Mapping[str, Any]
+                       ) -> tuple[str, dict[str, Mapping[str, Any]]] | None:
+    """As :func:`steered_agreement`, on the long-form development set (chat-model answers)."""
+    return dev_agreement(judge_info, "longform")
+
+
+def dev_agreement(judge_info: Mapping[str, Any], dev: str
+                  ) -> tuple[str, dict[str, Mapping[str, Any]]] | None:
     agreement_info = judge_info.get("agreement") or {}
-    for section, where in _STEERED_WHERE:
+    for section_of, where in _DEV_WHERE:
+        section = section_of.format(dev=dev)
         block = agreement_info.get(section)
         if not isinstance(block, Mapping):
             continue
         found = {}
         for kind in KINDS:
             rows = block.get(kind)
-            stats = _stats(rows.get("steered")) if section in ("heldout", "cv") and \
+            stats = _stats(rows.get(dev)) if section in ("heldout", "cv") and \
                 isinstance(rows, Mapping) else _stats(rows)
             if stats is not None:
                 found[kind] = stats
@@ -70,14 +83,29 @@ def steered_summary(judge_info: Mapping[str, Any]) -> str:
              for kind, a in stats.items() if "accuracy" in a]
     parts = parts or [f"{kind}: κ {a['kappa']:.2f} (n={a['n']})" for kind, a in stats.items()]
     return (f"{'; '.join(parts)} — on steered answers of the embedded model ({STEERED_SET}, "
-            f"labelled by the project's maintainers; {where})")
+            f"{LABELLED_BY}; {where})")
+
+
+def longform_summary(judge_info: Mapping[str, Any]) -> str:
+    """One line on the judge's agreement on long-form chat answers, or that it was not measured."""
+    found = longform_agreement(judge_info)
+    if found is None:
+        return ("NOT measured on long-form chat answers (several sentences, lists, caveats): "
+                "on such answers its verdicts are unchecked")
+    where, stats = found
+    parts = [f"{kind}: κ {a['kappa']:.2f}"
+             + (f", judge − labels {a['bias']:+.2f}" if "bias" in a else "") + f" (n={a['n']})"
+             for kind, a in stats.items()]
+    return (f"{'; '.join(parts)} — on long-form chat-style answers (evals/longform_dev/, written "
+            f"and {LABELLED_BY}; {where})")
 
 
 def agreement_summary(judge_info: Mapping[str, Any]) -> str:
     """A judge's measured agreement with people: on TruthfulQA's human labels (held-out split
     preferred, and model-written answers), then on steered answers (or that it was not
     measured there)."""
-    return f"{tqa_agreement_summary(judge_info)}. Steered: {steered_summary(judge_info)}"
+    return (f"{tqa_agreement_summary(judge_info)}. Steered: {steered_summary(judge_info)}. "
+            f"Long-form: {longform_summary(judge_info)}")
 
 
 def tqa_agreement(judge_info: Mapping[str, Any]
@@ -116,6 +144,18 @@ def tqa_agreement_summary(judge_info: Mapping[str, Any]) -> str:
     return f"{'; '.join(parts)} — on {where} of TruthfulQA's human labels"
 
 
+def generate_text(info: Mapping[str, Any]) -> str:
+    """The config line of a `truthsteer generate` run (run.json ``generate``)."""
+    gen = info.get("generate")
+    if not isinstance(gen, Mapping):
+        return "unknown (no run.json)"
+    ivs = ", ".join(f"{i.get('direction')} at {i.get('hook')} × {i.get('magnitude')}"
+                    for i in gen.get("interventions") or []) or "none (unsteered)"
+    return (f"truthsteer generate: {gen.get('n_questions')} questions, max_new_tokens "
+            f"{(gen.get('generation') or {}).get('max_new_tokens')}, prompt "
+            f"{info.get('prompt_style')}; steering: {ivs}")
+
+
 def fingerprint(run) -> list[tuple[str, str]]:
     """(field, value) pairs identifying a run: model, data, config, judge, code, counts."""
     info = run.info or {}
@@ -137,7 +177,7 @@ def fingerprint(run) -> list[tuple[str, str]]:
     cfg_text = (f"{config_digest(config)} — questions {questions}, folds "
                 f"{dat.get('folds')}, max_new_tokens {gen.get('max_new_tokens')}, prompt "
                 f"{info.get('prompt_style', gen.get('prompt_style'))}; directions: "
-                f"{directions or 'none'}") if config else "unknown (no run.json)"
+                f"{directions or 'none'}") if config else generate_text(info)
     judge = "none (run `truthsteer judge RUN_DIR`)" if run.judge_id is None else \
         f"{run.judge_id} (prompt {run.prompt_version})"
     if run.ignored_score_rows:
@@ -153,6 +193,8 @@ def fingerprint(run) -> list[tuple[str, str]]:
         ("judge agreement", tqa_agreement_summary(run.judge_info) if run.judge_id else "–"),
         ("judge agreement on steered answers",
          steered_summary(run.judge_info) if run.judge_id else "–"),
+        ("judge agreement on long-form answers",
+         longform_summary(run.judge_info) if run.judge_id else "–"),
         ("code", f"truthsteer {code.get('package', '?')}"
                  + (f" · git {commit[:10]}" if commit else "")),
         ("contents", f"{len(run.cells)} cells · {n_answers} answers · "

@@ -55,7 +55,9 @@ def judge_info(judge_id: str | None, scores: ScoreFile | None) -> dict[str, Any]
             continue
         if str(data.get("weights_sha256", "")).startswith(digest):
             return {"agreement": data.get("agreement", {}), "source": str(cfg.parent),
-                    "name": data.get("name")}
+                    "name": data.get("name"),
+                    **({"validated_on": data["validated_on"]} if data.get("validated_on")
+                       else {})}
     return {}
 
 

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reports.fingerprint import steered_agreement, tqa_agreement
+from reports.fingerprint import longform_agreement, steered_agreement, tqa_agreement
 from reports.rates import BOTH, KINDS, Rate
 from reports.render import Para, Span
 from reports.selection import MOSTLY_NONANSWERS, CrossFit, verdict_vs_baseline
@@ -136,6 +136,11 @@ def judge_line(judge_id: str | None, judge_info: Mapping[str, Any],
         where, stats = steered
         parts.append(f"on steered answers {_kappas(stats)} ({where}, "
                      f"n={_n(next(iter(stats.values())))})")
+    longform = longform_agreement(judge_info)
+    if longform is not None:
+        where, stats = longform
+        parts.append(f"; on long-form chat answers {_kappas(stats)} ({where}, "
+                     f"n={_n(next(iter(stats.values())))})")
     tqa = tqa_agreement(judge_info)
     if tqa is not None:
         where, stats = tqa
@@ -151,9 +156,34 @@ def judge_line(judge_id: str | None, judge_info: Mapping[str, Any],
     return ["".join(parts)], steered is None
 
 
+def validated_line(rows: Sequence[Any], outside: Mapping[str, tuple[int, int]] | None,
+                   judged: bool) -> tuple[str, bool] | None:
+    """Where the judge's measured agreement reaches: how many answers lie outside the kinds of
+    text it was measured on (evals/judges/domain.py), per configuration, and the spot check
+    that would cover them. None for an unjudged run."""
+    from evals.judges.domain import spotcheck_size
+
+    if not judged:
+        return None
+    if outside is None:
+        return ("⚠ This judge records no kinds of text it was measured on, so nothing says its "
+                "agreement holds on these answers: spot-check them.", True)
+    n_out, n = sum(o for o, _ in outside.values()), sum(t for _, t in outside.values())
+    if not n_out:
+        return (f"All {n} answers lie within the kinds of text the judge was measured on "
+                "(length, claims, lists).", False)
+    label = {r.cell_id: r.label for r in rows}
+    cells = ", ".join(f"{label.get(c, c)} {o}/{t}" for c, (o, t) in outside.items() if o)
+    return (f"⚠ {n_out} of {n} answers ({pct(n_out / n)}%) lie outside the kinds of text the judge "
+            f"was measured on (longer, more claims or lists: {cells}); its agreement does not "
+            f"cover them. Label about {spotcheck_size(n_out / n, n_out)} of them "
+            "(truthsteer spotcheck sample) for a corrected rate within about ±10 points.", True)
+
+
 def run_verdict(rows: Sequence[Any], sel: CrossFit, judge_id: str | None,
                 judge_info: Mapping[str, Any], human: Mapping[str, Any],
-                name: str = "") -> list[Para]:
+                name: str = "", outside: Mapping[str, tuple[int, int]] | None = None
+                ) -> list[Para]:
     """One run's verdict: the result, the non-answer count, the judge's agreement; warnings
     (not results) styled as such. ``name`` prefixes the result (several runs)."""
     n_questions = len(sel.folds[0]) + len(sel.folds[1])
@@ -167,6 +197,9 @@ def run_verdict(rows: Sequence[Any], sel: CrossFit, judge_id: str | None,
     judge = judge_line(judge_id, judge_info, human)
     if judge is not None:
         out.append(Para(tuple(judge[0]), css="warn" if judge[1] else ""))
+    validated = validated_line(rows, outside, judge_id is not None)
+    if validated is not None:
+        out.append(Para((validated[0],), css="warn" if validated[1] else ""))
     return out
 
 
@@ -176,4 +209,4 @@ def text_of(paras: Sequence[Para]) -> str:
 
 
 __all__ = ["delta_text", "judge_line", "nonanswer_line", "pct", "rate_text", "result_line",
-           "run_verdict", "text_of"]
+           "run_verdict", "text_of", "validated_line"]

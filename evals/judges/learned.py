@@ -99,7 +99,9 @@ class LearnedJudge(Judge):
         """Id, prompt version, name, measured agreement and recipe (``<slug>.judge.json``)."""
         return {"judge_id": self.judge_id, "prompt_version": self.prompt_version,
                 "name": self.info.get("name"), "agreement": self.info.get("agreement", {}),
-                "recipe": dataclasses.asdict(self.cfg)}
+                "recipe": dataclasses.asdict(self.cfg),
+                **({"validated_on": self.info["validated_on"]}
+                   if self.info.get("validated_on") else {})}
 
     def judge(self, items: Sequence[JudgeItem], progress: bool = True, *,
               on_result: ResultCallback | None = None, kinds: Sequence[str] = KINDS

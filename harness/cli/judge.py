@@ -64,6 +64,25 @@ def format_summary(summary: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def outside_summary(outside: dict[str, tuple[int, int]] | None) -> str:
+    """Where the judge's measured agreement does not reach: the share of answers, per cell, that
+    lie outside the text it was validated on, and the spot check that would cover them."""
+    from evals.judges.domain import spotcheck_size
+
+    if outside is None:
+        return ("validated text: this judge records none, so nothing says its agreement holds on "
+                "these answers; spot-check them (truthsteer spotcheck sample RUN_DIR)")
+    n_out, n = sum(o for o, _ in outside.values()), sum(t for _, t in outside.values())
+    if not n_out:
+        return (f"validated text: all {n} answers lie within the kinds of text this judge was "
+                "measured on")
+    cells = ", ".join(f"{c} {o}/{t}" for c, (o, t) in outside.items() if o)
+    return (f"warning: {n_out} of {n} answers ({n_out / n:.0%}) lie outside the kinds of text this "
+            f"judge was measured on (length, claims, lists), so its agreement does not cover "
+            f"them ({cells}). Label about {spotcheck_size(n_out / n, n_out)} of them for a "
+            "corrected rate within about +-10 points: truthsteer spotcheck sample RUN_DIR")
+
+
 def run(args: argparse.Namespace) -> int:
     from evals.errors import InputError
     from evals.judges import make_judge
@@ -95,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
         from reports.fingerprint import agreement_summary
 
         print(f"judge agreement with people: {agreement_summary(judge.record())}")
+    print(outside_summary(s["outside"]))
     usage, judged = s["usage"], f"judged {s['n_judged']} answers in {s['seconds']:.1f} s"
     if usage.get("requests") or usage.get("cache_hits"):  # a remote judge
         cost = s["cost_usd"]

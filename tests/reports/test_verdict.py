@@ -18,6 +18,8 @@ DETECTOR_OFF = ("Non-answers are not counted: this judge does not run the non-an
                 "so a configuration that stopped answering cannot be flagged.")
 JUDGE_UNMEASURED = ("Judge hand:judge, Cohen's κ with people: ⚠ not measured on steered answers, "
                     "so its verdicts on them are unchecked; not measured on TruthfulQA's labels.")
+NO_VALIDATED_TEXT = ("⚠ This judge records no kinds of text it was measured on, so nothing says "
+                     "its agreement holds on these answers: spot-check them.")
 
 
 def _ci(k: int, n: int) -> str:
@@ -49,8 +51,8 @@ def test_run_verdict__a_clear_winner_is_named_with_its_out_of_fold_gain(tmp_path
         f"{_ci(12, 20)} vs the baseline's {_ci(0, 20)}, {_paired([1] * 12 + [0] * 8)} paired "
         "on the same questions. Both cross-fitting folds chose it, so these are out-of-fold "
         "rates. (20 questions; intervals are 95%.)",
-        DETECTOR_OFF, JUDGE_UNMEASURED]
-    assert [p.css for p in paras] == ["verdict", "warn", "warn"]
+        DETECTOR_OFF, JUDGE_UNMEASURED, NO_VALIDATED_TEXT]
+    assert [p.css for p in paras] == ["verdict", "warn", "warn", "warn"]
     assert paras[0].spans[0] == ("b", "steady @ blocks.3.hook_resid_post × 8")
     named = _verdict(tmp_path / "run", name="Run 2, x")
     assert named[0].spans[:2] == (("b", "Run 2, x"), ": ")
@@ -86,8 +88,8 @@ def test_run_verdict__all_non_answers_means_nothing_is_compared(tmp_path):
         "⚠ 2 of 2 steered configurations were mostly non-answers (more than 50% of their "
         "answers refusals, evasions or degenerate text by the non-answer detector; never marked "
         "best).",
-        JUDGE_UNMEASURED]
-    assert [p.css for p in paras] == ["warn", "warn", "warn"]
+        JUDGE_UNMEASURED, NO_VALIDATED_TEXT]
+    assert [p.css for p in paras] == ["warn", "warn", "warn", "warn"]
 
 
 def test_run_verdict__some_non_answers_are_counted_beside_the_winner(tmp_path):
@@ -130,3 +132,19 @@ def test_run_verdict__an_unjudged_run_says_so_and_claims_nothing(tmp_path):
     assert text_of(paras) == ("Not judged yet, so there is no true×informative verdict: only "
                               "MC1/MC2 and CE/KL are shown. (4 questions; intervals are 95%.)")
     assert [p.css for p in paras] == ["warn"]
+
+
+def test_validated_line__counts_answers_outside_the_judge_s_validated_text_per_configuration():
+    from types import SimpleNamespace
+
+    from reports.verdict import validated_line
+
+    rows = [SimpleNamespace(cell_id="baseline", label="baseline (magnitude 0)"),
+            SimpleNamespace(cell_id="md", label="md @ blocks.3.hook_resid_post × 8")]
+    text, warn = validated_line(rows, {"baseline": (0, 40), "md": (30, 40)}, judged=True)
+    assert warn and text.startswith("⚠ 30 of 80 answers (38%) lie outside")
+    assert "md @ blocks.3.hook_resid_post × 8 30/40" in text and "baseline" not in text
+    assert "Label about 30 of them" in text  # all 30: fewer than the ~97 for ±10 points
+    text, warn = validated_line(rows, {"baseline": (0, 40), "md": (0, 40)}, judged=True)
+    assert not warn and text.startswith("All 80 answers lie within")
+    assert validated_line(rows, None, judged=False) is None
