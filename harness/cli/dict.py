@@ -82,7 +82,8 @@ def register(subparsers) -> None:
     ins.set_defaults(func=run_inspect)
 
     ev = sub.add_parser("evaluate", help="FVU, L0, dead share and loss recovered on a corpus")
-    ev.add_argument("dictionaries", nargs="+", help="dictionary folders or hub REFs (hf://..., saelens://...; same hook)")
+    ev.add_argument("dictionaries", nargs="+",
+                    help="dictionary folders or hub REFs (hf://..., saelens://...; same hook)")
     _add_model_args(ev, required=True)
     ev.add_argument("--contexts", type=int, default=64, help="held-out contexts to use")
     ev.add_argument("--skip-contexts", type=int, default=0,
