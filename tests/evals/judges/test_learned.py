@@ -109,7 +109,11 @@ def test_config__validation():
         LearnedJudgeConfig(folds=1)
     with pytest.raises(InputError, match="probe_layers"):
         LearnedJudgeConfig(probe_layers=())
-    assert LearnedJudgeConfig(probe_model=None, nonanswer_block=False).blocks == ("ref",)
+    assert LearnedJudgeConfig(probe_model=None, nonanswer_block=False,
+                              longform_block=False).blocks == ("ref",)
+    assert LearnedJudgeConfig().blocks == ("ref", "probe", "nonanswer", "longform")
+    with pytest.raises(InputError, match="longform_weight"):
+        LearnedJudgeConfig(longform_weight=0)
 
 
 @pytest.mark.slow
@@ -278,18 +282,24 @@ def test_learned_judge__trains_on_steered_train_rows_weighted_and_reports_them(t
 
 
 def test_config__old_recipes_load_without_the_new_blocks():
+    new = ("longform_block", "longform_weight")  # recipe v4's, absent from older recipes
     old = {k: v for k, v in LearnedJudgeConfig().to_dict().items()
-           if k not in ("nonanswer_block", "steered_weight", "fluency")}
+           if k not in ("nonanswer_block", "steered_weight", "fluency", *new)}
     old["recipe_version"] = "1"
     assert LearnedJudgeConfig.from_dict(old).blocks == ("ref", "probe")
-    v2 = {k: v for k, v in LearnedJudgeConfig().to_dict().items() if k != "claim_features"}
+    v2 = {k: v for k, v in LearnedJudgeConfig().to_dict().items()
+          if k not in ("claim_features", *new)}
     v2["recipe_version"] = "2"  # saved before claim features: its reference block has 19
     assert not LearnedJudgeConfig.from_dict(v2).claim_features
     assert Featurizer(LearnedJudgeConfig.from_dict(v2), None).width("ref") == len(
         REF_FEATURE_NAMES)
     assert Featurizer(LearnedJudgeConfig(), None).width("ref") == len(REF_FEATURE_NAMES) + len(
         CLAIM_FEATURE_NAMES)
-    assert LearnedJudgeConfig(fluency=True).blocks == ("ref", "probe", "fluency", "nonanswer")
+    assert LearnedJudgeConfig(fluency=True).blocks == ("ref", "probe", "fluency", "nonanswer",
+                                                       "longform")
+    v3 = {k: v for k, v in LearnedJudgeConfig().to_dict().items() if k not in new}
+    v3["recipe_version"] = "3"
+    assert LearnedJudgeConfig.from_dict(v3).blocks == ("ref", "probe", "nonanswer")
     with pytest.raises(InputError, match="fluency needs a probe model"):
         LearnedJudgeConfig(probe_model=None, fluency=True)
 
@@ -327,10 +337,12 @@ def _blank_judge(cfg: LearnedJudgeConfig, ref_width: int) -> LearnedJudge:
 
 
 def test_learned_judge__a_judge_saved_before_claim_features_loads_and_judges(tmp_path):
-    path = _blank_judge(LearnedJudgeConfig(probe_model=None, claim_features=False),
+    path = _blank_judge(LearnedJudgeConfig(probe_model=None, claim_features=False,
+                                           longform_block=False),
                         len(REF_FEATURE_NAMES)).save(tmp_path / "v2")
     cfg = json.loads((path / "cfg.json").read_text())
-    del cfg["recipe"]["claim_features"]
+    for key in ("claim_features", "longform_block", "longform_weight"):  # not in a v2 recipe
+        del cfg["recipe"][key]
     cfg["recipe"]["recipe_version"] = "2"
     (path / "cfg.json").write_text(json.dumps(cfg))
     judge = LearnedJudge.load(path, feature_cache=None)
@@ -341,7 +353,8 @@ def test_learned_judge__a_judge_saved_before_claim_features_loads_and_judges(tmp
     assert res.truthful.p_yes == pytest.approx(0.5)
 
     # weights whose reference block does not match what the recipe computes: a clear error
-    wide = _blank_judge(LearnedJudgeConfig(probe_model=None, claim_features=False),
+    wide = _blank_judge(LearnedJudgeConfig(probe_model=None, claim_features=False,
+                                           longform_block=False),
                         len(REF_FEATURE_NAMES) + len(CLAIM_FEATURE_NAMES)).save(tmp_path / "bad")
     with pytest.raises(InputError, match="reference block takes 30 features.*judge-train"):
         LearnedJudge.load(wide, feature_cache=None)
