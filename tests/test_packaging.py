@@ -14,7 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("harness", "dictionaries", "evals", "reports")
 PROVENANCE = ("answers.jsonl", "labels_pass1.jsonl", "labels_pass2.jsonl",
-              "labels_resolved.jsonl", "make_dataset.py", "README.md", "split.json")
+              "labels_resolved.jsonl", "make_dataset.py", "make_longform.py", "README.md",
+              "split.json", "agreement.json")
 
 
 def _pyproject() -> dict:
@@ -70,8 +71,10 @@ def test_wheel__ships_what_runs_and_no_labelling_provenance(tmp_path):
     assert "evals/steered_dev/steered_truth.jsonl" in names
     assert "evals/steered_dev/steered_info.jsonl" in names
     assert "evals/reference_text.txt" in names and "evals/judges/nonanswer.json" in names
-    assert not [n for n in names if n.startswith("evals/steered_dev/")
-                and n.rsplit("/", 1)[-1] in PROVENANCE]
+    assert "evals/longform_dev/longform_truth.jsonl" in names
+    assert not [n for n in names if n.startswith(("evals/steered_dev/", "evals/longform_dev/"))
+                and (n.rsplit("/", 1)[-1] in PROVENANCE or "/briefs/" in n)]
+    assert [n for n in names if n.startswith("evals/judges/shipped/quick-")]
     assert not [n for n in names if n.split("/")[0] in ("tests", "benchmarks", "docs")]
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     requires = [line for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
