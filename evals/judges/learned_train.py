@@ -90,6 +90,10 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
             rows[kind] += list(extra)
             if what == "steered":
                 n_steered[kind] = len(extra)
+
+    def source_of(kind: str, j: int) -> int:
+        """Row j's source: 0 TruthfulQA's human labels, 1 steered TRAIN, 2 long-form TRAIN."""
+        return 0 if j < n_human[kind] else 1 if j < n_human[kind] + n_steered[kind] else 2
     questions = {k: match_questions(v, tq) for k, v in rows.items()}
     pair_index: dict[tuple[int, str], int] = {}
     for kind in KINDS:
@@ -141,9 +145,7 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
                 if q is None:
                     continue
                 i = pair_index[(q.id, r.answer)]
-                # 0: TruthfulQA's human labels, 1: steered TRAIN rows, 2: long-form TRAIN rows
-                source = 0 if j < n_human[kind] else 1 if j < n_human[kind] + n_steered[kind] \
-                    else 2
+                source = source_of(kind, j)
                 row = (position.get(i, -1), r.label, q.id, is_reference_answer(r.answer, q),
                        source)
                 if q.id in held:
@@ -189,8 +191,7 @@ def train_learned_judge(truth_rows: Sequence[LabelRow], info_rows: Sequence[Labe
         q = questions["truthful"][j]
         if q is None or pair_index[(q.id, r.answer)] not in train_set:
             continue
-        source = 0 if j < n_human["truthful"] else 1 if j < n_human["truthful"] + \
-            n_steered["truthful"] else 2
+        source = source_of("truthful", j)
         if source or not is_reference_answer(r.answer, q):
             validated[("truthfulqa", "steered", "longform")[source]].append(r.answer)
     agreement: dict[str, Any] = {"cv": cv_report}
