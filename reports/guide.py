@@ -14,8 +14,10 @@ ANCHOR = "how-to-read"
 DEFINITIONS: tuple[tuple[str, str], ...] = (
     ("Rates", " are the judge's verdicts, over the answers it scored for that verdict, with 95% "
      "Wilson score intervals in brackets; they are only as good as the judge's measured "
-     "agreement with people (in each run's fingerprint, on TruthfulQA's labels and on steered "
-     "answers) or the human-corrected columns where spot-check labels exist."),
+     "agreement (in the verdict and each run's fingerprint: with people's labels on TruthfulQA's "
+     "answers, with AI readers' labels on steered and long-form answers) and only on the kinds "
+     "of text it was measured on, or the human-corrected columns where spot-check labels "
+     "exist."),
     ("true×informative", " (TruthfulQA's headline) counts answers judged both truthful and "
      "informative."),
     ("Δ", " is the paired difference in true×informative from the unsteered baseline on the "

@@ -124,34 +124,35 @@ def nonanswer_line(rows: Sequence[Any], judged: bool) -> tuple[str, bool] | None
 
 def judge_line(judge_id: str | None, judge_info: Mapping[str, Any],
                human: Mapping[str, Any]) -> tuple[list[Span], bool] | None:
-    """The judge's measured agreement with people (Cohen's κ), in one line: on steered answers,
-    on TruthfulQA's labels, and on this run's spot-check labels where they exist."""
+    """The judge's measured agreement (Cohen's κ), in one line, each figure naming who made its
+    labels: on steered and long-form answers (AI readers' labels, adjudicated by the
+    maintainers), on TruthfulQA's labels (people's), and on this run's spot-check labels."""
     if judge_id is None:
         return None
     steered = steered_agreement(judge_info)
-    parts = [f"Judge {judge_id}, Cohen's κ with people: "]
+    parts = [f"Judge {judge_id}, Cohen's κ: "]
     if steered is None:
         parts.append("⚠ not measured on steered answers, so its verdicts on them are unchecked")
     else:
         where, stats = steered
         parts.append(f"on steered answers {_kappas(stats)} ({where}, "
-                     f"n={_n(next(iter(stats.values())))})")
+                     f"n={_n(next(iter(stats.values())))}, AI readers' labels)")
     longform = longform_agreement(judge_info)
     if longform is not None:
         where, stats = longform
         parts.append(f"; on long-form chat answers {_kappas(stats)} ({where}, "
-                     f"n={_n(next(iter(stats.values())))})")
+                     f"n={_n(next(iter(stats.values())))}, AI readers' labels)")
     tqa = tqa_agreement(judge_info)
     if tqa is not None:
         where, stats = tqa
         parts.append(f"; on TruthfulQA's labels {_kappas({k: s for k, (_, s) in stats.items()})}"
-                     f" ({where})")
+                     f" ({where}, people's labels)")
     else:
         parts.append("; not measured on TruthfulQA's labels")
     labelled = {k: human[k] for k in KINDS if k in human}
     if labelled:
         parts.append(f"; on this run's spot-check labels {_kappas(labelled)} "
-                     f"(n={_n(next(iter(labelled.values())))})")
+                     f"(n={_n(next(iter(labelled.values())))}, yours)")
     parts.append(".")
     return ["".join(parts)], steered is None
 

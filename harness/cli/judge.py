@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if s["record"] is not None:
         from reports.fingerprint import agreement_summary
 
-        print(f"judge agreement with people: {agreement_summary(judge.record())}")
+        print(f"judge agreement: {agreement_summary(judge.record())}")
     print(outside_summary(s["outside"]))
     usage, judged = s["usage"], f"judged {s['n_judged']} answers in {s['seconds']:.1f} s"
     if usage.get("requests") or usage.get("cache_hits"):  # a remote judge

@@ -13,7 +13,7 @@ QUICK_JUDGE_NOTE = (
     "incorrect references, and the non-answer detector's features; trained on TruthfulQA's "
     "human labels and the steered development set's TRAIN split). It was used because the default "
     "judge is not built on this machine yet and building it takes far longer than this "
-    "quickstart. Its measured agreement with people is in the report's 'Runs' table. For the "
+    "quickstart. Its measured agreement is in the report's 'Runs' table. For the "
     "default judge: `truthsteer judge OUT/run --judge default`, then `truthsteer report OUT/run "
     "--judge <its id> --out OUT/report` (or rerun the quickstart with --judge default).")
 

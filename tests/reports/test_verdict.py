@@ -16,7 +16,7 @@ from tests.reports.test_selection import FOLD_A, FOLD_B, N, _plant
 T19 = 2.093024054408263  # the 97.5% quantile of Student's t with 19 degrees of freedom
 DETECTOR_OFF = ("Non-answers are not counted: this judge does not run the non-answer detector, "
                 "so a configuration that stopped answering cannot be flagged.")
-JUDGE_UNMEASURED = ("Judge hand:judge, Cohen's κ with people: ⚠ not measured on steered answers, "
+JUDGE_UNMEASURED = ("Judge hand:judge, Cohen's κ: ⚠ not measured on steered answers, "
                     "so its verdicts on them are unchecked; not measured on TruthfulQA's labels.")
 NO_VALIDATED_TEXT = ("⚠ This judge records no kinds of text it was measured on, so nothing says "
                      "its agreement holds on these answers: spot-check them.")
@@ -111,15 +111,15 @@ def test_judge_line__names_the_measured_kappas_in_one_line():
                           "heldout": {"truthful": tqa, "informative": tqa}}}
     spans, warn = judge_line("learned:x@ab12", info, {})
     assert not warn and spans == [
-        "Judge learned:x@ab12, Cohen's κ with people: on steered answers truthful 0.71, "
-        "informative 0.65 (cross-validation on its train split, n=456); on TruthfulQA's labels "
-        "truthful 0.50, informative 0.50 (held-out questions)."]
+        "Judge learned:x@ab12, Cohen's κ: on steered answers truthful 0.71, informative 0.65 "
+        "(cross-validation on its train split, n=456, AI readers' labels); on TruthfulQA's "
+        "labels truthful 0.50, informative 0.50 (held-out questions, people's labels)."]
     assert judge_line(None, info, {}) is None
     # this run's spot-check labels: judge and people agree on 3 of 4 (κ 0.50)
     human = {"truthful": agreement([True, True, False, False], [True, True, False, True])}
     spans, warn = judge_line("j", {}, human)
     assert warn and spans[0].endswith("; not measured on TruthfulQA's labels; on this run's "
-                                      "spot-check labels truthful 0.50 (n=4).")
+                                      "spot-check labels truthful 0.50 (n=4, yours).")
 
 
 def test_run_verdict__an_unjudged_run_says_so_and_claims_nothing(tmp_path):
