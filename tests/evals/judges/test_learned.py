@@ -9,7 +9,6 @@ import torch
 from evals.errors import InputError
 from evals.judges.base import JudgeItem
 from evals.judges.claims import CLAIM_FEATURE_NAMES
-from evals.judges.default import load_or_build_named
 from evals.judges.features import PROBE_SUFFIX, REF_FEATURE_NAMES, ProbePrompt, probe_features
 from evals.judges.featurizer import Featurizer
 from evals.judges.learned import LearnedJudge, LearnedJudgeConfig
@@ -186,7 +185,11 @@ def test_learned_judge__load_rejects_a_non_judge_folder(tmp_path):
 
 
 @pytest.mark.slow
-def test_load_or_build_named__default_builds_once_with_the_embedded_model_then_loads(tmp_path):
+def test_load_or_build__default_recipe_builds_once_with_the_embedded_model_then_loads(tmp_path):
+    """What `--judge default` does when no judge of the current recipe is shipped (and what
+    `truthsteer judge-ship` runs): build from the labels once, then load from the cache."""
+    from evals.judges.default import load_or_build
+    from evals.judges.recipe import DEFAULT_RECIPE
     from tests.helpers import embedded_model
 
     tq = load_csv(truthfulqa_csv())
@@ -198,22 +201,26 @@ def test_load_or_build_named__default_builds_once_with_the_embedded_model_then_l
         m = embedded_model()
         return m.hf_model, m.tokenizer
 
-    judge = load_or_build_named("default", model_loader=loader, truthfulqa=tq, labels_dir=folder,
-                                cache_dir=tmp_path / "cache", progress=False)
+    judge = load_or_build("default", DEFAULT_RECIPE, loader, tq, folder, tmp_path / "cache",
+                          progress=False)
     assert calls == ["smollm2-135m-instruct"]
     built = list((tmp_path / "cache" / "judges").iterdir())
     assert len(built) == 1 and (built[0] / "weights.safetensors").exists()
     cv = judge.agreement["cv"]["truthful"]
     assert {"all", "model_written"} <= set(cv)
     label_questions = {r.question for r in read_labels(folder / "human_truth_dev.jsonl")}
-    # the default judge also trains on the packaged steered development set's TRAIN split
-    from evals.judges.steered import packaged_steered_files, read_steered_train
+    # the default judge also trains on the packaged development sets' TRAIN splits
+    from evals.judges.steered import (
+        packaged_longform_files,
+        packaged_steered_files,
+        read_steered_train,
+    )
 
-    steered_truth, _, _ = read_steered_train(*packaged_steered_files())
-    label_questions |= {r.question for r in steered_truth}
+    for files in (packaged_steered_files(), packaged_longform_files()):
+        label_questions |= {r.question for r in read_steered_train(*files)[0]}
     assert judge.training_questions == {question_key(q) for q in label_questions}
-    again = load_or_build_named("default", model_loader=loader, truthfulqa=tq, labels_dir=folder,
-                                cache_dir=tmp_path / "cache", progress=False)
+    again = load_or_build("default", DEFAULT_RECIPE, loader, tq, folder, tmp_path / "cache",
+                          progress=False)
     assert again.judge_id == judge.judge_id and calls == ["smollm2-135m-instruct"]
     q = tq.questions[0]
     res = again.judge([JudgeItem(q.question, q.best_answer, q.correct_answers,
@@ -260,7 +267,8 @@ def test_learned_judge__trains_on_steered_train_rows_weighted_and_reports_them(t
                 "from where do I stand yet to make"]
     steered = tuple([LabelRow(q, a, kind, kind == "truthful", 0) for q in qs for a in evasions]
                     for kind in ("truthful", "informative"))
-    cfg = LearnedJudgeConfig(probe_model=None, folds=3, ref_c_grid=(1.0,), steered_weight=5.0)
+    cfg = LearnedJudgeConfig(probe_model=None, folds=3, ref_c_grid=(1.0,), steered_weight=5.0,
+                             longform_block=False)
     judge = train_learned_judge(truth, info, tq, cfg, progress=False, holdout_frac=0.25,
                                 feature_cache=tmp_path / "f.sqlite", steered=steered)
     kinds = judge.info["kinds"]
