@@ -14,6 +14,7 @@ from typing import Any
 
 from evals.errors import InputError
 from evals.judges.base import JudgeResult
+from evals.judges.domain import TOLERANCE, distance, outside_share
 from evals.rundir import RunDir
 from evals.scores import ScoreFile, missing, score_row, summarize, usage_totals
 
@@ -72,8 +73,6 @@ def judge_run(run: RunDir | str | os.PathLike, judge: Any, *, truthfulqa: Any = 
         def on_result(i: int, result: JudgeResult) -> None:
             row = score_row(todo[i], result)
             if boxes:  # how far the answer lies from the text the judge was validated on
-                from evals.judges.domain import TOLERANCE, distance
-
                 d, nearest = distance(todo[i]["answer"], boxes)
                 row["validated"] = {"distance": round(d, 3), "nearest": nearest,
                                     "outside": d > TOLERANCE}
@@ -104,8 +103,6 @@ def outside_by_cell(answers: list[dict[str, Any]], boxes: dict[str, Any] | None
     the judge records no validation sets (evals/judges/domain.py)."""
     if not boxes:
         return None
-    from evals.judges.domain import outside_share
-
     cells: dict[str, list[str]] = {}
     for r in answers:
         cells.setdefault(str(r["cell_id"]), []).append(r["answer"])
