@@ -21,7 +21,7 @@ import torch
 from evals.io import progress as progress_bar
 from evals.metrics import MCAnswers, mc_reference_answers, mc_scores
 from evals.truthfulqa import Question
-from harness.generation import (
+from harness.kvcache import (
     cache_kwarg,
     common_prefix_length,
     continue_prefix,

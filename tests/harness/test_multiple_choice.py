@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from evals.truthfulqa import load_csv
-from harness.generation import cache_kwarg, common_prefix_length, output_cache
+from harness.kvcache import cache_kwarg, common_prefix_length, output_cache
 from harness.multiple_choice import answer_logprobs, mc_items, score_mc
 from harness.steering import Intervention, hooks
 from tests.helpers import mini_truthfulqa_csv

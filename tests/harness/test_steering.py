@@ -64,7 +64,7 @@ def test_hooks__positions_hold_when_a_shared_prefix_comes_from_a_cache(positions
     """generate_answers' shared-prefix path (prefix run once, its cache copied into a batch of
     padded suffixes, the counter told where the prompt ends): the prefix pass and the suffixes
     are prompt, the decoding steps generated — checked step by step as above."""
-    from harness.generation import cache_kwarg, prefix_cache, with_prefix
+    from harness.kvcache import cache_kwarg, prefix_cache, with_prefix
 
     model = tiny_llama()
     vec = torch.randn(model.d_model)
