@@ -13,8 +13,12 @@ device in the benchmark dtype (no download, no fp32 copy). Prompts are random to
   ``harness.steering.hooks(model, interventions)``, with 48 per-head interventions
   (``blocks.L.attn.hook_z``, head h; distinct (L, h) pairs spread over the layers by a seeded
   permutation) and one residual one (``blocks.{n_layers//2}.hook_resid_post``), all non-zero,
-  on all positions. That is exactly what ``harness.generation.generate_answers`` runs per batch,
-  minus the text prompts and the shared-prefix cache (synthetic prompts share no prefix).
+  on all positions (HF ``generate`` with truthsteer's hooks, as releases before the decode loop
+  ran it).
+* **loop** / **loop steered**: truthsteer's decode loop (``harness.decode``: static KV cache,
+  per-row steering table, continuous batching; what ``generate_answers`` runs), without and with
+  the same interventions; its decode-step time is its own (host) timer over the steps, which
+  synchronise every step (the chosen tokens come back to the host). Not CUDA-graph captured.
 
 Hook names are resolved by ``harness.steering.resolve_hook``, which reads module paths from the
 TransformerLens ``TransformerBridge``'s architecture adapter. Booting the bridge over the random
@@ -214,6 +218,31 @@ def timed_generate(model, ids: torch.Tensor, new_tokens: int, ivs) -> tuple[floa
     return elapsed, out[:, ids.shape[1]:]
 
 
+@torch.inference_mode()
+def timed_loop(model, ids: torch.Tensor, new_tokens: int, ivs) -> tuple[float, float, torch.Tensor]:
+    """(whole seconds, decode-step seconds, tokens) of truthsteer's decode loop
+    (harness.decode: static cache, per-row steering, continuous batching) making exactly
+    ``new_tokens`` per row under ``ivs``; the first token of each row comes from its prefill."""
+    from harness.config import GenerationConfig
+    from harness.decode import DecodeLoop, Request
+    from harness.steering import hooks
+
+    gen = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                           batch_size=ids.shape[0], prompt_style="chat")
+    requests = [Request(tuple(row)) for row in ids.tolist()]
+    sync(model.device)
+    start = time.perf_counter()
+    with hooks(model, ivs) as state:
+        loop = DecodeLoop(model, requests, gen, state)
+        got = loop.run()
+    sync(model.device)
+    elapsed = time.perf_counter() - start
+    if any(len(g) != new_tokens for g in got):
+        raise RuntimeError(f"the decode loop returned {sorted({len(g) for g in got})} new "
+                           f"tokens, expected {new_tokens}")
+    return elapsed, loop.stats["decode_s"], torch.tensor(got, device=ids.device)
+
+
 def bytes_per_step(model, batch: int, prompt_len: int, new_tokens: int) -> dict[str, float]:
     cfg = model.hf_model.config
     item = torch.finfo(model.dtype).bits // 8
@@ -235,14 +264,21 @@ def run_batch(model, ivs, batch: int, args) -> dict[str, Any]:
                         generator=gen).to(model.device)
     timed_generate(model, ids, 2, ())  # warm-up at this shape
     timed_generate(model, ids, 2, ivs)
-    times: dict[str, list[float]] = {k: [] for k in ("plain", "steered", "plain_1", "steered_1")}
+    timed_loop(model, ids, 2, ivs)
+    times: dict[str, list[float]] = {k: [] for k in ("plain", "steered", "plain_1", "steered_1",
+                                                     "loop", "loop_steps", "loop_steered",
+                                                     "loop_steered_steps")}
     outputs = {}
     for r in range(args.repeats):
-        order = [("plain", ()), ("steered", ivs)]
+        order = [("plain", ()), ("steered", ivs), ("loop", ()), ("loop_steered", ivs)]
         for name, these in order if r % 2 == 0 else order[::-1]:
-            seconds, outputs[name] = timed_generate(model, ids, args.new_tokens, these)
+            if name.startswith("loop"):
+                seconds, steps, outputs[name] = timed_loop(model, ids, args.new_tokens, these)
+                times[f"{name}_steps"].append(steps)
+            else:
+                seconds, outputs[name] = timed_generate(model, ids, args.new_tokens, these)
+                times[f"{name}_1"].append(timed_generate(model, ids, 1, these)[0])
             times[name].append(seconds)
-            times[f"{name}_1"].append(timed_generate(model, ids, 1, these)[0])
     med = {k: statistics.median(v) for k, v in times.items()}
     moved = bytes_per_step(model, batch, args.prompt_len, args.new_tokens)
     limit_s = (moved["weight_bytes"] + moved["kv_bytes_mean"]) / (args.bandwidth_gbs * 1e9)
@@ -256,8 +292,17 @@ def run_batch(model, ivs, batch: int, args) -> dict[str, Any]:
         row[f"{name}_ms_per_step"] = step * 1e3
         row[f"{name}_hbm_fraction"] = limit_s / step if step > 0 else float("nan")
         row[f"{name}_tflops_per_s"] = flops / step / 1e12 if step > 0 else float("nan")
+    for name in ("loop", "loop_steered"):
+        step = med[f"{name}_steps"] / max(args.new_tokens - 1, 1)
+        row[f"{name}_tok_s"] = batch * args.new_tokens / med[name]
+        row[f"{name}_ms_per_step"] = step * 1e3
+        row[f"{name}_hbm_fraction"] = limit_s / step if step > 0 else float("nan")
     row["steered_over_plain"] = row["steered_tok_s"] / row["plain_tok_s"]
+    row["loop_steered_over_loop"] = row["loop_steered_tok_s"] / row["loop_tok_s"]
     row["steered_tokens_differ"] = float((outputs["plain"] != outputs["steered"]).float().mean())
+    # Greedy parity at this scale: the loop's tokens vs generate's under the same hooks.
+    row["loop_tokens_differ_from_generate"] = float(
+        (outputs["loop_steered"] != outputs["steered"]).float().mean())
     if model.device.type == "cuda":
         row["peak_memory_gb"] = torch.cuda.max_memory_allocated(model.device) / 1e9
     return row
@@ -271,18 +316,21 @@ def is_oom(err: BaseException) -> bool:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| batch | plain tok/s | steered tok/s | steered/plain | plain ms/step | "
-             "steered ms/step | HBM-limit ms/step | HBM fraction (plain, steered) |",
-             "|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| batch | plain tok/s | steered tok/s | steered/plain | loop steered tok/s | "
+             "loop steered/unsteered | plain ms/step | steered ms/step | loop steered ms/step "
+             "| HBM-limit ms/step | HBM fraction (plain, steered, loop steered) |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         if "oom" in r:
-            lines.append(f"| {r['batch']} | OOM | OOM | - | - | - | - | - |")
+            lines.append(f"| {r['batch']} | OOM | OOM | - | OOM | - | - | - | - | - | - |")
             continue
         lines.append(
             f"| {r['batch']} | {r['plain_tok_s']:.1f} | {r['steered_tok_s']:.1f} | "
-            f"{r['steered_over_plain']:.2f} | {r['plain_ms_per_step']:.2f} | "
-            f"{r['steered_ms_per_step']:.2f} | {r['hbm_limit_ms_per_step']:.3g} | "
-            f"{r['plain_hbm_fraction']:.3g}, {r['steered_hbm_fraction']:.3g} |")
+            f"{r['steered_over_plain']:.2f} | {r['loop_steered_tok_s']:.1f} | "
+            f"{r['loop_steered_over_loop']:.2f} | {r['plain_ms_per_step']:.2f} | "
+            f"{r['steered_ms_per_step']:.2f} | {r['loop_steered_ms_per_step']:.2f} | "
+            f"{r['hbm_limit_ms_per_step']:.3g} | {r['plain_hbm_fraction']:.3g}, "
+            f"{r['steered_hbm_fraction']:.3g}, {r['loop_steered_hbm_fraction']:.3g} |")
     return "\n".join(lines)
 
 
@@ -359,8 +407,10 @@ def main(argv: list[str] | None = None) -> None:
             r = rows[-1]
             peak = f", peak memory {r['peak_memory_gb']:.1f} GB" if "peak_memory_gb" in r else ""
             print(f"  batch {batch}: plain {r['plain_tok_s']:.1f} tok/s, steered "
-                  f"{r['steered_tok_s']:.1f} tok/s, steered tokens differing from plain "
-                  f"{r['steered_tokens_differ']:.0%}{peak}", flush=True)
+                  f"{r['steered_tok_s']:.1f} tok/s, loop steered {r['loop_steered_tok_s']:.1f} "
+                  f"tok/s; steered tokens differing from plain "
+                  f"{r['steered_tokens_differ']:.0%}, loop's from generate's "
+                  f"{r['loop_tokens_differ_from_generate']:.1%}{peak}", flush=True)
         except (RuntimeError, OOM_ERROR) as err:
             if not is_oom(err):
                 raise
@@ -370,9 +420,10 @@ def main(argv: list[str] | None = None) -> None:
                 torch.cuda.empty_cache()
     print()
     print(table(rows))
-    print("\ntok/s = batch * new tokens / whole generate (prefill included); ms/step = decode "
-          "step time, (whole - 1-token generate) / (new tokens - 1); HBM fraction = "
-          "(weights + mean KV bytes) / bandwidth / measured decode step.")
+    print("\ntok/s = batch * new tokens / whole run (prefill included); ms/step = decode "
+          "step time: generate's (whole - 1-token generate) / (new tokens - 1), the loop's own "
+          "decode-step time / (new tokens - 1); HBM fraction = (weights + mean KV bytes) / "
+          "bandwidth / measured decode step. The loop is not CUDA-graph captured (yet).")
     if args.out:
         result = {"device": name, "torch": torch.__version__, "dtype": dtype_name(dtype),
                   "model": model.name, "n_params": n_params, "tiny": args.tiny,

@@ -61,6 +61,18 @@ class _Row:
     generator: torch.Generator | None = None
 
 
+@dataclass
+class _Staged:
+    """A prefilled prompt waiting for a free row: row ``row`` of a prefill's ``cache``
+    (``length`` columns), and the logits of its first token."""
+
+    item: int
+    cache: Any
+    row: int
+    length: int
+    logits: torch.Tensor
+
+
 class _SpanLayer(StaticLayer):
     """A static cache layer whose attention reads only the slots ``span`` = (lo, hi) (the
     oldest live row's first slot up to the write slot), not the whole capacity."""
@@ -131,29 +143,39 @@ class DecodeLoop:
             groups = sorted({r.group for r in self.requests})
             prefix = list(self.requests[0].prompt[:self.prefix_len])
             self.prefix_caches = group_prefix_caches(
-                self.model, self.state, prefix, groups if self.state.rows is not None else None)
+                self.model, self.state, prefix, groups if self.state.rows is not None else None,
+                batched=True)
         order = sorted(range(len(self.requests)),
                        key=lambda i: (-len(self.requests[i].prompt), i))
-        waiting = deque(order)
-        while waiting or any(r.item is not None for r in self.rows):
-            while waiting and any(r.item is None for r in self.rows):
-                free = [b for b, r in enumerate(self.rows) if r.item is None]
-                take = [waiting.popleft() for _ in range(min(len(free), len(waiting)))]
+        waiting, staged = deque(order), deque()
+        while waiting or staged or any(r.item is not None for r in self.rows):
+            free = [b for b, r in enumerate(self.rows) if r.item is None]
+            if free and (waiting or staged):
                 start = time.perf_counter()
-                self._admit(free[:len(take)], take)
+                placed = []
+                for b in free:
+                    if not staged and waiting:
+                        take = [waiting.popleft() for _ in range(min(self.n_rows, len(waiting)))]
+                        staged.extend(self._prefill(take))
+                    if not staged:
+                        break
+                    placed.append((b, self._place(b, staged.popleft())))
+                self._choose([b for b, _ in placed], torch.stack([x for _, x in placed]))
                 self.stats["prefill_s"] += time.perf_counter() - start
-            if any(r.item is not None for r in self.rows):
-                start = time.perf_counter()
-                self._step()
-                self.stats["decode_s"] += time.perf_counter() - start
+                continue  # a row may end at its first token: refill before stepping
+            start = time.perf_counter()
+            self._step()
+            self.stats["decode_s"] += time.perf_counter() - start
         return self.results  # type: ignore[return-value]
 
-    # -- admission: prefill newcomers and copy their keys/values into free rows ------------
-    def _admit(self, slots: list[int], items: list[int]) -> None:
+    # -- admission: prefill waiting prompts a batch at a time, then place them in free rows --
+    def _prefill(self, items: list[int]) -> list[_Staged]:
+        """Prefill ``items`` (one batch of up to ``batch_size`` prompts, left-padded, each
+        continuing its group's shared-prefix cache); they wait, staged, for free rows."""
         reqs = [self.requests[i] for i in items]
         P = self.prefix_len
-        rests = [list(r.prompt[P:]) for r in reqs]
-        ids, mask = pad_left(rests, self.tok.pad_token_id, self.device)
+        ids, mask = pad_left([list(r.prompt[P:]) for r in reqs], self.tok.pad_token_id,
+                             self.device)
         width = ids.shape[1]
         kwargs: dict[str, Any] = {}
         if P:
@@ -171,23 +193,28 @@ class DecodeLoop:
         cache = output_cache(out)
         if self.cache is None:
             self._make_cache(cache)
-        for j, (b, i) in enumerate(zip(slots, items)):
-            n = len(reqs[j].prompt)
-            keep = torch.cat([torch.arange(P, device=self.device),
-                              torch.arange(P + width - (n - P), P + width, device=self.device)])
-            for src, dst in zip(cache.layers, self.cache.layers):
-                # A sliding-window layer's cache keeps only the sequence's last columns.
-                dropped = P + width - src.keys.shape[2]
-                cols = keep[keep >= dropped] - dropped
-                dst.keys[b, :, self.w - len(cols):self.w] = src.keys[j][:, cols]
-                dst.values[b, :, self.w - len(cols):self.w] = src.values[j][:, cols]
-            self.live[b].zero_()
-            self.live[b, self.w - n:self.w] = True
-            gen = None
-            if self.cfg.do_sample:
-                gen = torch.Generator(device=self.device).manual_seed(reqs[j].seed)
-            self.rows[b] = _Row(i, self.w - n, n, [], gen)
-        self._choose(slots, logits)
+        return [_Staged(i, cache, j, P + width, logits[j]) for j, i in enumerate(items)]
+
+    def _place(self, b: int, staged: _Staged) -> torch.Tensor:
+        """Copy a staged prompt's keys and values into row ``b`` (its slots end at the write
+        slot); returns its first token's logits."""
+        req = self.requests[staged.item]
+        n, total, P = len(req.prompt), staged.length, self.prefix_len
+        keep = torch.cat([torch.arange(P, device=self.device),
+                          torch.arange(total - (n - P), total, device=self.device)])
+        for src, dst in zip(staged.cache.layers, self.cache.layers):
+            # A sliding-window layer's cache keeps only the sequence's last columns.
+            dropped = total - src.keys.shape[2]
+            cols = keep[keep >= dropped] - dropped
+            dst.keys[b, :, self.w - len(cols):self.w] = src.keys[staged.row][:, cols]
+            dst.values[b, :, self.w - len(cols):self.w] = src.values[staged.row][:, cols]
+        self.live[b].zero_()
+        self.live[b, self.w - n:self.w] = True
+        gen = None
+        if self.cfg.do_sample:
+            gen = torch.Generator(device=self.device).manual_seed(req.seed)
+        self.rows[b] = _Row(staged.item, self.w - n, n, [], gen)
+        return staged.logits
 
     def _make_cache(self, like) -> None:
         layers = []

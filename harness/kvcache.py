@@ -104,14 +104,37 @@ def stack_caches(caches: Sequence[Any], rows: Sequence[int]):
     return out
 
 
-def group_prefix_caches(model, state, prefix: Sequence[int], groups: Sequence[int] | None):
+def select_row(cache, row: int):
+    """A batch-1 KV cache holding a copy of row ``row`` of ``cache`` (the original is kept)."""
+    out = copy.copy(cache)
+    out.layers = []
+    for layer in cache.layers:
+        one = copy.copy(layer)
+        if getattr(layer, "keys", None) is not None and layer.keys.numel():
+            one.keys = layer.keys[row:row + 1].clone()
+            one.values = layer.values[row:row + 1].clone()
+        out.layers.append(one)
+    return out
+
+
+def group_prefix_caches(model, state, prefix: Sequence[int], groups: Sequence[int] | None,
+                        batched: bool = False):
     """The shared prefix's KV cache under the active hooks: one batch-1 cache, or (per-row
-    steering) one per steering group in ``groups``, each computed alone as a cell alone would."""
+    steering) one per steering group in ``groups``, each computed alone as a cell alone would
+    (``batched``: all groups in one forward pass, one row each: faster, equal up to
+    batch-shape rounding)."""
     if groups is None:
         state.reset()
         return prefix_cache(model, prefix)
+    keys = sorted(set(groups))
+    if batched and len(keys) > 1:
+        state.reset()
+        state.select_rows(keys, model.device)
+        ids = torch.tensor([list(prefix)] * len(keys), dtype=torch.long, device=model.device)
+        cache = output_cache(model.hf_model(input_ids=ids, use_cache=True, logits_to_keep=1))
+        return {g: select_row(cache, k) for k, g in enumerate(keys)}
     caches = {}
-    for g in sorted(set(groups)):
+    for g in keys:
         state.reset()
         state.select_rows([g], model.device)
         caches[g] = prefix_cache(model, prefix)

@@ -227,9 +227,9 @@ class SweepContext:
     progress: bool = False  # inner bars (a pack's answers and MC) under the cells bar
 
     def pack_size(self) -> int:
-        """Cells computed together: ``pack``, or 1 when sampling (a cell's samples must not
-        depend on which cells it was packed with)."""
-        return 1 if self.cfg.generation.do_sample else self.pack
+        """Cells computed together: ``pack``. Sampled cells pack too: each question draws from
+        its own seed (harness.generation.sample_seed), whatever shares its batch."""
+        return self.pack
 
 
 def run_sweep(cfg: SweepConfig, out: str | Path, truthfulqa: str | None = None,

@@ -23,6 +23,9 @@ def test_gpu_benchmark__tiny_cpu_run_writes_a_row_per_batch(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [r["batch"] for r in rows] == [1, 2]
     assert all(r["plain_tok_s"] > 0 and r["steered_tok_s"] > 0 for r in rows)
+    assert all(r["loop_steered_tok_s"] > 0 and r["loop_steered_hbm_fraction"] > 0 for r in rows)
+    assert all(r["loop_tokens_differ_from_generate"] == 0 for r in rows)  # same greedy tokens
+    assert "loop steered tok/s" in proc.stdout
 
 
 @pytest.mark.slow

@@ -184,10 +184,12 @@ def test_score_mc__packed_equals_each_cell_alone_on_the_embedded_model(embedded)
     assert trunk == [row for g in range(len(groups)) for row in alone[g]]
 
 
-def test_run_sweep__packed_cells_equal_cell_by_cell(tmp_path):
+@pytest.mark.parametrize("sample", [False, True])
+def test_run_sweep__packed_cells_equal_cell_by_cell(tmp_path, sample):
     """The runner: a packed run (all 7 cells in one pack: baseline, per-head ITI, residual
     meandiff and its random control, per fold) writes the same rows and MC scores per cell as
-    a cell-by-cell run, each cell in its own files."""
+    a cell-by-cell run, each cell in its own files; sampled too (each question draws from its
+    own seed, so a cell's samples do not depend on the cells packed with it)."""
     from evals.rundir import RunDir
     from harness.sweep.config import load_config
     from harness.sweep.run import run_sweep
@@ -198,8 +200,12 @@ def test_run_sweep__packed_cells_equal_cell_by_cell(tmp_path):
     ref = tmp_path / "ref.txt"
     ref.write_text("The cat sat on the mat.\nRain falls in the autumn.\n")
     path = tmp_path / "sweep.toml"
-    path.write_text(config_text(model_dir, ref))
+    text = config_text(model_dir, ref)
+    if sample:
+        text = text.replace("[generation]\n", "[generation]\ndo_sample = true\nseed = 7\n")
+    path.write_text(text)
     cfg = load_config(path)
+    assert cfg.generation.do_sample == sample
     run_sweep(cfg, tmp_path / "alone", progress=False, pack=1)
     for f in (tmp_path / "alone" / "directions").glob("*"):  # same fitted directions
         (tmp_path / "packed" / "directions").mkdir(parents=True, exist_ok=True)
