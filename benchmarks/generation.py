@@ -38,13 +38,8 @@ def main() -> None:
     from evals.truthfulqa import load_truthfulqa
     from harness.config import GenerationConfig, ModelConfig
     from harness.directions import random_direction
-    from harness.generation import (
-        common_prefix_length,
-        generate_answers,
-        generate_kwargs,
-        pad_left,
-        plan_batches,
-    )
+    from harness.generation import generate_answers, generate_kwargs, plan_batches
+    from harness.kvcache import common_prefix_length, pad_left
     from harness.models import load_model
     from harness.prompts import prompt_token_ids
     from harness.steering import Intervention

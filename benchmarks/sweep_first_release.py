@@ -112,8 +112,9 @@ def main() -> None:
         config = tmp / "grid.toml"
         config.write_text(GRID)
         sides = {"first": extract(args.commit, tmp / "first"), "today": ROOT}
-        print(f"load average {os.getloadavg()[0]:.1f}; {args.commit} vs today "
-              f"({subprocess.run(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()})")
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        print(f"load average {os.getloadavg()[0]:.1f}; {args.commit} vs today ({head})")
         ratios, times, same = [], {"first": [], "today": []}, []
         for pair in range(args.pairs):
             order = ("first", "today") if pair % 2 == 0 else ("today", "first")

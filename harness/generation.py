@@ -17,11 +17,9 @@ from typing import Any
 from evals.io import progress as progress_bar
 from harness.config import GenerationConfig
 from harness.decode import Request, decode
-from harness.kvcache import MIN_SHARED_PREFIX, common_prefix_length, pad_left, window_allows_prefix
+from harness.kvcache import MIN_SHARED_PREFIX, common_prefix_length, window_allows_prefix
 from harness.prompts import QA_STOPS, cut_answer, prompt_token_ids, resolve_style
 from harness.steering import Intervention, hooks
-
-__all__ = ["generate_answers", "generate_kwargs", "pad_left", "plan_batches", "sample_seed"]
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

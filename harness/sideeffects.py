@@ -21,7 +21,7 @@ import torch
 
 from evals.io import package_file
 from harness.config import ConfigError
-from harness.generation import pad_left
+from harness.kvcache import pad_left
 from harness.steering import Intervention, hooks
 
 REFERENCE_FILE = "reference_text.txt"  # shipped in the evals package

@@ -100,7 +100,7 @@ def projection_std(model, direction: Direction, prompts: Sequence[Sequence[int]]
     Every real token position counts except each prompt's first (BOS-like positions carry
     outlier norms that would dominate the estimate).
     """
-    from harness.generation import pad_left
+    from harness.kvcache import pad_left
 
     values = []
     with hooks(model, record=[direction.hook]) as state:

@@ -16,7 +16,8 @@ import torch
 
 from evals.io import progress as progress_bar
 from evals.truthfulqa import Question
-from harness.generation import pad_left, plan_batches
+from harness.generation import plan_batches
+from harness.kvcache import pad_left
 from harness.steering import Intervention, hooks
 
 

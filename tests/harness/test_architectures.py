@@ -11,14 +11,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from harness.config import ConfigError, GenerationConfig, ModelConfig
-from harness.generation import (
-    MIN_SHARED_PREFIX,
-    common_prefix_length,
-    generate_answers,
-    generate_kwargs,
-    pad_left,
-    plan_batches,
-)
+from harness.generation import generate_answers, generate_kwargs, plan_batches
+from harness.kvcache import MIN_SHARED_PREFIX, common_prefix_length, pad_left
 from harness.models import TESTED_ARCHITECTURES, LoadedModel, load_model
 from harness.prompts import cut_answer, prompt_token_ids
 from harness.steering import HOOK_KINDS, Intervention, hooks, resolve_hook, validate

@@ -9,7 +9,8 @@ from transformers import AutoModelForCausalLM
 from evals.truthfulqa import load_csv
 from harness.config import GenerationConfig
 from harness.directions import random_direction
-from harness.generation import generate_answers, generate_kwargs, pad_left, plan_batches
+from harness.generation import generate_answers, generate_kwargs, plan_batches
+from harness.kvcache import pad_left
 from harness.prompts import cut_answer, prompt_token_ids, resolve_style
 from harness.steering import Intervention
 from tests.helpers import embedded_model, embedded_tokenizer, truthfulqa_csv

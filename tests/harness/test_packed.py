@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.config import GenerationConfig
-from harness.generation import pad_left
+from harness.kvcache import pad_left
 from harness.steering import Intervention, hooks
 from tests.helpers import tiny_llama
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from harness.config import ConfigError, GenerationConfig
-from harness.generation import generate_kwargs, pad_left
+from harness.generation import generate_kwargs
+from harness.kvcache import pad_left
 from harness.steering import Intervention, hooks, resolve_hook
 from tests.helpers import tiny_llama
 
