@@ -2,8 +2,9 @@
 
     python evals/steered_dev/make_dataset.py sheets RUN_DIR [RUN_DIR ...] --truthfulqa CSV --out DIR
         writes DIR/answers.jsonl (every answer with its configuration) and DIR/sheet.md, the blind
-        labelling sheet: per question its references and its distinct answer texts, each with an
-        opaque id, in a seeded random order (no configuration, magnitude or prompt shown)
+        labelling sheet: per question its references and its distinct answer texts, each between
+        ``<<<ANSWER id>>>`` and ``<<<END id>>>`` under an opaque id, in a seeded random order (no
+        configuration, magnitude or prompt shown; batches 1 and 2 used ``[id] text`` lines)
     python evals/steered_dev/make_dataset.py assemble DIR --passes P1 P2 --resolved R --out EVALS_DIR
         joins the passes (reports their agreement), applies the resolution of each disagreement,
         and writes steered_truth.jsonl / steered_info.jsonl in TruthfulQA's label format plus
@@ -67,8 +68,8 @@ def sheets(runs: list[str], truthfulqa: str, out: str) -> None:
                   f"- Incorrect answers: {q['Incorrect Answers']}", "", "Answers:", ""]
         items = sorted(by_q[qid].items())
         rng.shuffle(items)
-        lines += [f"[{uid}] {text if text else '(empty)'}" for uid, text in items]
-        lines.append("")
+        for uid, text in items:  # markers: an answer may span lines
+            lines += [f"<<<ANSWER {uid}>>>", text if text else "(empty)", f"<<<END {uid}>>>", ""]
     Path(out, "sheet.md").write_text("\n".join(lines), encoding="utf-8")
     n_text = sum(len(v) for v in by_q.values())
     print(f"{len(rows)} answers, {n_text} distinct texts, {len(by_q)} questions -> {out}")
