@@ -8,7 +8,9 @@ figures quoted beside them came from builds on 80% of TruthfulQA's questions. Th
 builds v3 the way v4 was shipped (``evals.judges.default.load_or_build``: all questions, the
 steered TRAIN rows; no long-form rows, no long-form block), scores both on the steered and
 long-form TEST splits and prints, per kind, each κ and the v4 − v3 difference with a 95%
-interval from resampling TEST questions (both judges on the same resample). Nothing here is
+interval from resampling TEST questions (both judges on the same resample): on the whole split,
+and on each batch of the steered TEST split (1: 24 questions, 19 configurations; 3: 48
+questions, 13 configurations, added 2026-12-06). Nothing here is
 chosen by these numbers: the v4 judges are the shipped ones, v3 is the recipe of record.
 
     OMP_NUM_THREADS=2 python benchmarks/judge_test_paired.py --truthfulqa-dir DIR \\
@@ -33,6 +35,18 @@ def kappa_by_question(rows: list[dict], kind: str) -> dict[str, list[tuple[bool,
         if r["kind"] == kind and r["verdict"] is not None:
             out.setdefault(r["question"], []).append((r["verdict"] == "yes", r["human"] == "yes"))
     return out
+
+
+def steered_test_batches() -> dict[str, list[int]]:
+    """The steered TEST split's batches (question ids), from evals/steered_dev/split.json."""
+    split = json.loads((Path(__file__).resolve().parents[1] / "evals" / "steered_dev"
+                        / "split.json").read_text())
+    return {k.removeprefix("test_batch"): v for k, v in split.items()
+            if k.startswith("test_batch")}
+
+
+def only(by_question: dict, keep: set[str] | None) -> dict:
+    return by_question if keep is None else {q: v for q, v in by_question.items() if q in keep}
 
 
 def paired(v3: dict, v4: dict, boot: int, seed: int = 0) -> dict[str, float]:
@@ -76,6 +90,9 @@ def main() -> None:
     loader = judge_model_loader("cpu")
     sets = {"steered": read_label_files(list(packaged_steered_files()), "test"),
             "longform": read_label_files(list(packaged_longform_files()), "test")}
+    parts = {"longform": {"": None}, "steered": {"": None}}
+    for batch, ids in steered_test_batches().items():  # each batch of the steered TEST split
+        parts["steered"][f" batch {batch}"] = {tq.questions[i].question for i in ids}
     for name in ("quick", "default"):
         v3 = load_or_build(f"{name}-v3-allq", RECIPES[f"{name}-v3"], loader, tq, d, args.work,
                            progress=False)
@@ -83,13 +100,14 @@ def main() -> None:
         for dev, (rows, meta) in sets.items():
             cal3 = calibrate(v3, rows, meta, tq, progress=False)
             cal4 = calibrate(v4, rows, meta, tq, progress=False)
-            for kind in ("truthful", "informative"):
-                res = paired(kappa_by_question(cal3.rows, kind),
-                             kappa_by_question(cal4.rows, kind), args.boot)
-                print(json.dumps({"judge": name, "set": f"{dev} TEST", "kind": kind,
-                                  "v3_judge": v3.judge_id, "v4_judge": v4.judge_id,
-                                  **{k: round(v, 3) if isinstance(v, float) else v
-                                     for k, v in res.items()}}), flush=True)
+            for part, keep in parts[dev].items():
+                for kind in ("truthful", "informative"):
+                    res = paired(only(kappa_by_question(cal3.rows, kind), keep),
+                                 only(kappa_by_question(cal4.rows, kind), keep), args.boot)
+                    print(json.dumps({"judge": name, "set": f"{dev} TEST{part}", "kind": kind,
+                                      "v3_judge": v3.judge_id, "v4_judge": v4.judge_id,
+                                      **{k: round(v, 3) if isinstance(v, float) else v
+                                         for k, v in res.items()}}), flush=True)
 
 
 if __name__ == "__main__":
