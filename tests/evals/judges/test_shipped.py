@@ -58,3 +58,16 @@ def test_judge_ship__a_rebuild_of_the_quick_judge_gives_the_shipped_verdicts(tmp
     for s, r in zip(shipped, rebuilt):
         assert r["truthful"] == pytest.approx(s["truthful"], abs=1e-3)
         assert r["informative"] == pytest.approx(s["informative"], abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["quick", "default"])
+def test_shipped_folder__the_docs_name_the_shipped_folder_and_its_judge_id(name):
+    """docs/learned_judges.md names each shipped folder and the judge id reports print, so a
+    reader can check they run the judge the docs measured (a re-ship must update the docs)."""
+    from pathlib import Path
+
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "learned_judges.md").read_text()
+    folder = shipped_folder(name)
+    digest = json.loads((folder / "cfg.json").read_text())["weights_sha256"][:8]
+    assert f"`{folder.name}`" in docs
+    assert f"`learned:{name}@{digest}`" in docs
