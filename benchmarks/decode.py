@@ -13,9 +13,10 @@ The embedded model, chat prompts, ``--batch`` rows (default 32), ``--tokens`` ne
             (prefill excluded: the phase the loop owns; the prefill is the same work as
             ``generate``'s).
 
-Each round measures the limit and every side once, in an order that alternates between rounds;
-the share of the limit pairs each side with the limit measured in the same round, and the
-median over rounds is printed (this machine drifts by +-30% within minutes). fp32 always; bf16
+Each round measures every side once, in an order that alternates between rounds, and the limit
+between any two sides; the share of the limit pairs each side with the mean of the limits measured
+right before and right after it, and the median over rounds is printed (this machine drifts by
++-30% within minutes). fp32 always; bf16
 too where the CPU has native bf16 (avx512_bf16 / AMX) or on CUDA. ``--compare-bf16 N`` also
 answers the quickstart's N questions (greedy, 32 tokens) in fp32 and bf16 and counts answers
 that differ.
@@ -140,12 +141,16 @@ def measure(model, questions: list[str], args) -> dict[str, list]:
     shares: dict[str, list] = {n: [] for n in names}
     limits = []
     sides.loop(True)  # warm up (allocations, first-call costs)
+    before = matmul_limit(model, args.batch)
     for r in range(args.rounds):
-        limit, gflops = matmul_limit(model, args.batch)
-        limits.append((limit, gflops))
         for name in (names if r % 2 == 0 else names[::-1]):
             e2e, steps = runs[name]()
+            after = matmul_limit(model, args.batch)
+            # the limit right before and right after this side: the machine's pace drifts
+            limit = (before[0] + after[0]) / 2
+            limits.append((limit, (before[1] + after[1]) / 2))
             shares[name].append((e2e, steps, limit))
+            before = after
     return {"limit": limits, **shares}
 
 
@@ -153,7 +158,7 @@ def report(dtype: str, res: dict[str, list], args) -> None:
     limit = statistics.median(x[0] for x in res["limit"])
     gflops = statistics.median(x[1] for x in res["limit"])
     print(f"\n{dtype}, batch {args.batch}, {args.tokens} new tokens, {args.rounds} rounds: "
-          f"matmul limit {limit:.0f} tok/s ({gflops:.0f} GFLOP/s), rounds "
+          f"matmul limit {limit:.0f} tok/s ({gflops:.0f} GFLOP/s), paired limits "
           f"{[round(x[0]) for x in res['limit']]}")
     print("| side | end to end tok/s | share of limit | decode steps tok/s | share of limit |")
     print("| --- | --- | --- | --- | --- |")
