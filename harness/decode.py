@@ -10,6 +10,10 @@ next waiting prompt, of any steering configuration, takes its place at once: the
 prefilled (continuing its group's shared-prefix cache) and its keys and values are copied into
 the row's slots. When ``w`` reaches the capacity, all rows shift left together (one slice copy).
 
+With a shared prompt prefix (``prefix_len``) in float32 on CPU, rows hold only their own tokens
+and each decode step reads the prefix's keys and values once per steering group
+(:mod:`harness.prefix_attention`).
+
 Steering rides the one hooks context (:func:`harness.steering.hooks`): with ``groups``, the loop
 selects each row's group whenever the batch changes; prefill passes count as prompt positions,
 decode steps as generated ones.
@@ -39,6 +43,7 @@ from harness.kvcache import (
     output_cache,
     pad_left,
 )
+from harness.prefix_attention import PrefixTables, prefix_attention
 
 
 @dataclass(frozen=True)
@@ -75,15 +80,22 @@ class _Staged:
 
 class _SpanLayer(StaticLayer):
     """A static cache layer whose attention reads only the slots ``span`` = (lo, hi) (the
-    oldest live row's first slot up to the write slot), not the whole capacity."""
+    oldest live row's first slot up to the write slot), not the whole capacity. A decode
+    step's one new column is copied straight into slot ``hi - 1`` (the same copy
+    ``StaticLayer.update``'s ``index_copy_`` makes, without its index tensor)."""
 
     def __init__(self, max_cache_len: int) -> None:
         super().__init__(max_cache_len=max_cache_len)
         self.span = (0, max_cache_len)
 
     def update(self, key_states, value_states, *args, **kwargs):
-        keys, values = super().update(key_states, value_states, *args, **kwargs)
         lo, hi = self.span
+        if self.is_initialized and key_states.shape[2] == 1:
+            self.keys[:, :, hi - 1:hi].copy_(key_states)
+            self.values[:, :, hi - 1:hi].copy_(value_states)
+            keys, values = self.keys, self.values
+        else:
+            keys, values = super().update(key_states, value_states, *args, **kwargs)
         return keys[:, :, lo:hi], values[:, :, lo:hi]
 
 
@@ -100,7 +112,8 @@ class DecodeLoop:
     """Decode ``requests`` under the hooks ``state`` (see the module docstring)."""
 
     def __init__(self, model, requests: Sequence[Request], cfg: GenerationConfig, state,
-                 stop_strings: Sequence[str] = (), prefix_len: int = 0, bar=None) -> None:
+                 stop_strings: Sequence[str] = (), prefix_len: int = 0, bar=None,
+                 shared_prefix: bool = True) -> None:
         self.model, self.cfg, self.state, self.bar = model, cfg, state, bar
         self.requests = list(requests)
         self.tok = model.tokenizer
@@ -110,6 +123,14 @@ class DecodeLoop:
         types = getattr(model.hf_model.config, "layer_types", None)
         self.hybrid = self.window is not None and types is not None and len(set(types)) > 1
         self.prefix_len = prefix_len
+        # The shared prefix's keys and values live once per steering group, not in every row
+        # (harness.prefix_attention), where its CPU kernel applies; in float32 only, where
+        # the split softmax's rounding stays far below a greedy step's margin (in bf16 it
+        # would flip steps that HF generate takes alone).
+        self.shared_prefix = (shared_prefix and prefix_len > 0 and self.attention == "sdpa"
+                              and self.window is None and self.device.type == "cpu"
+                              and model.dtype == torch.float32)
+        self.prefix_tables: PrefixTables | None = None
         self.cache_kw = cache_kwarg(model)
         eos = self.tok.eos_token_id
         self.eos = [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])
@@ -120,6 +141,8 @@ class DecodeLoop:
             self.stops = StopStringCriteria(self.tok, list(stop_strings))
         self.results: list[list[int] | None] = [None] * len(self.requests)
         longest = max((len(r.prompt) for r in self.requests), default=1)
+        if self.shared_prefix:
+            longest -= prefix_len            # rows hold only what follows the prefix
         self.longest_prompt = longest
         self.capacity = longest + 2 * cfg.max_new_tokens + 1
         self.n_rows = max(1, min(cfg.batch_size, len(self.requests)))
@@ -145,6 +168,10 @@ class DecodeLoop:
             self.prefix_caches = group_prefix_caches(
                 self.model, self.state, prefix, groups if self.state.rows is not None else None,
                 batched=True)
+            if self.shared_prefix:
+                caches = self.prefix_caches
+                self.prefix_tables = PrefixTables(caches if isinstance(caches, dict)
+                                                  else {0: caches})
         order = sorted(range(len(self.requests)),
                        key=lambda i: (-len(self.requests[i].prompt), i))
         waiting, staged = deque(order), deque()
@@ -200,8 +227,10 @@ class DecodeLoop:
         slot); returns its first token's logits."""
         req = self.requests[staged.item]
         n, total, P = len(req.prompt), staged.length, self.prefix_len
-        keep = torch.cat([torch.arange(P, device=self.device),
-                          torch.arange(total - (n - P), total, device=self.device)])
+        keep = torch.arange(total - (n - P), total, device=self.device)
+        if not self.shared_prefix:  # else the prefix is read from the prefix tables
+            keep = torch.cat([torch.arange(P, device=self.device), keep])
+        stored = len(keep)
         for src, dst in zip(staged.cache.layers, self.cache.layers):
             # A sliding-window layer's cache keeps only the sequence's last columns.
             dropped = total - src.keys.shape[2]
@@ -209,11 +238,11 @@ class DecodeLoop:
             dst.keys[b, :, self.w - len(cols):self.w] = src.keys[staged.row][:, cols]
             dst.values[b, :, self.w - len(cols):self.w] = src.values[staged.row][:, cols]
         self.live[b].zero_()
-        self.live[b, self.w - n:self.w] = True
+        self.live[b, self.w - stored:self.w] = True
         gen = None
         if self.cfg.do_sample:
             gen = torch.Generator(device=self.device).manual_seed(req.seed)
-        self.rows[b] = _Row(staged.item, self.w - n, n, [], gen)
+        self.rows[b] = _Row(staged.item, self.w - stored, n, [], gen)
         return staged.logits
 
     def _make_cache(self, like) -> None:
@@ -241,17 +270,24 @@ class DecodeLoop:
         for layer in self.cache.layers:
             layer.cumulative_length.fill_(self.w)
             layer.span = span
-        self._select([self.requests[r.item].group if r.item is not None else 0
-                      for r in self.rows])
+        groups = [self.requests[r.item].group if r.item is not None else 0 for r in self.rows]
+        self._select(groups)
         self.state.reset(1, 1)  # every position of a decode step is a generated one
-        out = self.model.hf_model(input_ids=self.last[:, None], attention_mask=self._mask(*span),
-                                  position_ids=positions, use_cache=True, logits_to_keep=1,
-                                  **{self.cache_kw: self.cache})
+        kwargs = {"input_ids": self.last[:, None], "attention_mask": self._mask(*span),
+                  "position_ids": positions, "use_cache": True, "logits_to_keep": 1,
+                  self.cache_kw: self.cache}
+        if self.prefix_tables is not None:
+            self.prefix_tables.select(groups)
+            with prefix_attention(self.prefix_tables):
+                out = self.model.hf_model(**kwargs)
+        else:
+            out = self.model.hf_model(**kwargs)
         self.w += 1
         self.stats["steps"] += 1
         for r in self.rows:
             r.position += 1
-        self._choose(active, out.logits[active, -1, :].float())
+        logits = out.logits[:, -1, :] if len(active) == self.n_rows else out.logits[active, -1, :]
+        self._choose(active, logits.float())
 
     def _mask(self, lo: int, hi: int):
         """The decode step's 4-D mask over the slots ``lo:hi`` that attention reads (a dict per
@@ -261,10 +297,12 @@ class DecodeLoop:
         if self.window is not None:
             slots = torch.arange(lo, hi, device=self.device)
             masks["sliding_attention"] = full & (slots > self.w - self.window)
-        if self.attention == "eager":
-            dtype = self.model.dtype
-            masks = {k: torch.zeros(m.shape, dtype=dtype, device=self.device).masked_fill(
-                ~m, torch.finfo(dtype).min) for k, m in masks.items()}
+        # Additive float masks, made once per step rather than once per layer: SDPA turns a
+        # boolean mask into exactly this (0 / -inf in the query's dtype) at every call.
+        dtype = self.model.dtype
+        fill = torch.finfo(dtype).min if self.attention == "eager" else float("-inf")
+        masks = {k: torch.zeros(m.shape, dtype=dtype, device=self.device).masked_fill_(~m, fill)
+                 for k, m in masks.items()}
         if self.hybrid:
             return masks
         return masks["sliding_attention"] if self.window is not None else masks["full_attention"]
