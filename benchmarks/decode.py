@@ -16,12 +16,16 @@ The embedded model, chat prompts, ``--batch`` rows (default 32), ``--tokens`` ne
 Each round measures every side once, in an order that alternates between rounds, and the limit
 between any two sides; the share of the limit pairs each side with the mean of the limits measured
 right before and right after it, and the median over rounds is printed (this machine drifts by
-+-30% within minutes). fp32 always; bf16
++-30% within minutes). Each round also runs the steered loop once more with one limit pass right
+after every decode step ("interleaved"): its share, (seconds of the passes) / (seconds of the
+steps), pairs measurements a fraction of a second apart, so drift cancels (its rounds agree to
+about +-1.5 points where the paired shares spread over +-6). fp32 always; bf16
 too where the CPU has native bf16 (avx512_bf16 / AMX) or on CUDA. ``--compare-bf16 N`` also
 answers the quickstart's N questions (greedy, 32 tokens) in fp32 and bf16 and counts answers
 that differ.
 
 Target (issue 19): the steered loop's decode steps >= 70% of the fp32 limit at batch 32.
+The interleaved share is the figure docs/sweeps.md reports.
 
     OMP_NUM_THREADS=2 python benchmarks/decode.py [--batch 32] [--tokens 64] [--rounds 3]
         [--dtypes float32,bfloat16] [--compare-bf16 40]
@@ -51,26 +55,34 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_limit(model, batch: int) -> tuple[float, float]:
-    """(tok/s, GFLOP/s) of the model's Linear weights at decode shape, back to back."""
-    linears = [m for m in model.hf_model.modules() if isinstance(m, torch.nn.Linear)]
-    inputs = {m.in_features: torch.randn(batch, m.in_features, dtype=model.dtype,
-                                         device=model.device) for m in linears}
-    flops = sum(2 * m.in_features * m.out_features for m in linears) * batch
+class MatmulPass:
+    """One pass of the model's Linear weights at decode shape (``[batch, d_in] x W`` for each),
+    back to back; calling it returns the pass's seconds."""
 
-    def one_pass() -> float:
-        sync(model.device)
+    def __init__(self, model, batch: int) -> None:
+        self.device = model.device
+        self.linears = [m for m in model.hf_model.modules() if isinstance(m, torch.nn.Linear)]
+        self.inputs = {m.in_features: torch.randn(batch, m.in_features, dtype=model.dtype,
+                                                  device=model.device) for m in self.linears}
+        self.flops = sum(2 * m.in_features * m.out_features for m in self.linears) * batch
+
+    def __call__(self) -> float:
+        sync(self.device)
         start = time.perf_counter()
         with torch.inference_mode():
-            for m in linears:
-                torch.nn.functional.linear(inputs[m.in_features], m.weight)
-        sync(model.device)
+            for m in self.linears:
+                torch.nn.functional.linear(self.inputs[m.in_features], m.weight)
+        sync(self.device)
         return time.perf_counter() - start
 
+
+def matmul_limit(model, batch: int) -> tuple[float, float]:
+    """(tok/s, GFLOP/s) of the model's Linear weights at decode shape, back to back."""
+    one_pass = MatmulPass(model, batch)
     for _ in range(3):
         one_pass()
     seconds = statistics.median(one_pass() for _ in range(10))
-    return batch / seconds, flops / seconds / 1e9
+    return batch / seconds, one_pass.flops / seconds / 1e9
 
 
 def interventions(model):
@@ -132,6 +144,33 @@ class Sides:
         # The first token of each row comes from its prefill; decode steps make the rest.
         return made / total, (made - self.batch) / loop.stats["decode_s"]
 
+    def interleaved(self, one_pass: MatmulPass) -> float:
+        """The steered loop with one limit pass right after each decode step: the share of the
+        limit as (seconds of the passes) / (seconds of the steps), both summed over the run.
+        Each step and its pass are a fraction of a second apart, so the machine's drift, which
+        moves both alike, cancels; every step makes ``batch`` tokens (all rows run to the
+        token limit), as a pass does."""
+        from harness.decode import DecodeLoop, Request
+        from harness.steering import hooks
+
+        steps, passes = [], []
+        with hooks(self.model, self.steering) as state:
+            loop = DecodeLoop(self.model, [Request(tuple(p)) for p in self.prompts], self.cfg,
+                              state, prefix_len=self.shared)
+            step = loop._step
+
+            def step_then_pass() -> None:
+                sync(self.model.device)
+                start = time.perf_counter()
+                step()
+                sync(self.model.device)
+                steps.append(time.perf_counter() - start)
+                passes.append(one_pass())
+            loop._step = step_then_pass
+            got = loop.run()
+        assert all(len(g) == self.tokens for g in got)
+        return sum(passes) / sum(steps)
+
 
 def measure(model, questions: list[str], args) -> dict[str, list]:
     sides = Sides(model, questions, args.batch, args.tokens)
@@ -141,8 +180,11 @@ def measure(model, questions: list[str], args) -> dict[str, list]:
     shares: dict[str, list] = {n: [] for n in names}
     limits = []
     sides.loop(True)  # warm up (allocations, first-call costs)
+    one_pass = MatmulPass(model, args.batch)
+    interleaved = []
     before = matmul_limit(model, args.batch)
     for r in range(args.rounds):
+        interleaved.append(sides.interleaved(one_pass))
         for name in (names if r % 2 == 0 else names[::-1]):
             e2e, steps = runs[name]()
             after = matmul_limit(model, args.batch)
@@ -151,7 +193,7 @@ def measure(model, questions: list[str], args) -> dict[str, list]:
             limits.append((limit, (before[1] + after[1]) / 2))
             shares[name].append((e2e, steps, limit))
             before = after
-    return {"limit": limits, **shares}
+    return {"limit": limits, "interleaved": interleaved, **shares}
 
 
 def report(dtype: str, res: dict[str, list], args) -> None:
@@ -172,6 +214,10 @@ def report(dtype: str, res: dict[str, list], args) -> None:
         steps = statistics.median(x[1] for x in rows)
         steps_share = statistics.median(x[1] / x[2] for x in rows)
         print(f"| {name} | {e2e:.0f} | {e2e_share:.0%} | {steps:.0f} | {steps_share:.0%} |")
+    rounds = res["interleaved"]
+    print(f"loop steered, each decode step followed by one limit pass (interleaved): share of "
+          f"the limit {statistics.median(rounds):.0%} (median of {len(rounds)} rounds: "
+          f"{', '.join(f'{x:.0%}' for x in rounds)})")
 
 
 def compare_bf16(args, questions: list[str]) -> None:
