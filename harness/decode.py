@@ -10,8 +10,8 @@ next waiting prompt, of any steering configuration, takes its place at once: the
 prefilled (continuing its group's shared-prefix cache) and its keys and values are copied into
 the row's slots. When ``w`` reaches the capacity, all rows shift left together (one slice copy).
 
-With a shared prompt prefix (``prefix_len``) in float32 on CPU, rows hold only their own tokens
-and each decode step reads the prefix's keys and values once per steering group
+With a shared prompt prefix (``prefix_len``) in float32 on CPU and one steering group, rows
+hold only their own tokens and each decode step reads the prefix's keys and values once
 (:mod:`harness.prefix_attention`).
 
 Steering rides the one hooks context (:func:`harness.steering.hooks`): with ``groups``, the loop
@@ -123,13 +123,15 @@ class DecodeLoop:
         types = getattr(model.hf_model.config, "layer_types", None)
         self.hybrid = self.window is not None and types is not None and len(set(types)) > 1
         self.prefix_len = prefix_len
-        # The shared prefix's keys and values live once per steering group, not in every row
-        # (harness.prefix_attention), where its CPU kernel applies; in float32 only, where
-        # the split softmax's rounding stays far below a greedy step's margin (in bf16 it
-        # would flip steps that HF generate takes alone).
-        self.shared_prefix = (shared_prefix and prefix_len > 0 and self.attention == "sdpa"
-                              and self.window is None and self.device.type == "cpu"
-                              and model.dtype == torch.float32)
+        # The shared prefix's keys and values live once, not in every row
+        # (harness.prefix_attention), where its CPU kernel applies and every row shares one
+        # prefix cache (many steering groups: the split cost more than it saved); in float32
+        # only, where the split softmax's rounding stays far below a greedy step's margin (in
+        # bf16 it would flip steps that HF generate takes alone).
+        one_prefix = state.rows is None or len({r.group for r in requests}) == 1
+        self.shared_prefix = (shared_prefix and prefix_len > 0 and one_prefix
+                              and self.attention == "sdpa" and self.window is None
+                              and self.device.type == "cpu" and model.dtype == torch.float32)
         self.prefix_tables: PrefixTables | None = None
         self.cache_kw = cache_kwarg(model)
         eos = self.tok.eos_token_id
@@ -170,8 +172,8 @@ class DecodeLoop:
                 batched=True)
             if self.shared_prefix:
                 caches = self.prefix_caches
-                self.prefix_tables = PrefixTables(caches if isinstance(caches, dict)
-                                                  else {0: caches})
+                self.prefix_tables = PrefixTables(next(iter(caches.values()))
+                                                  if isinstance(caches, dict) else caches)
         order = sorted(range(len(self.requests)),
                        key=lambda i: (-len(self.requests[i].prompt), i))
         waiting, staged = deque(order), deque()
@@ -277,7 +279,6 @@ class DecodeLoop:
                   "position_ids": positions, "use_cache": True, "logits_to_keep": 1,
                   self.cache_kw: self.cache}
         if self.prefix_tables is not None:
-            self.prefix_tables.select(groups)
             with prefix_attention(self.prefix_tables):
                 out = self.model.hf_model(**kwargs)
         else:

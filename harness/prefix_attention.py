@@ -1,28 +1,29 @@
 """Decode-step attention that reads a shared prompt prefix once, not once per row.
 
 Every prompt of a decode batch starts with the same tokens (a chat template's system turn, the QA
-primer), and each steering group computes their keys and values once. Stored in every row, they
-would be read again by every row at every step: attention at decode time is memory-bound, so
-those copies cost as much as the rest of the row. Here each row's cache holds only its own tokens
-(the suffix), and one step's attention for a row is split in two softmax parts merged exactly:
+primer). Stored in every row, their keys and values would be read again by every row at every
+step, and attention at decode time is memory-bound. Here each row's cache holds only its own
+tokens (the suffix), and one step's attention is split in two softmax parts merged exactly:
 
-  suffix: the row's query against its own keys (masked), SDPA's CPU flash kernel, with the
+  suffix: each row's query against its own keys (masked), SDPA's CPU flash kernel, with the
           log-sum-exp of its scores;
-  prefix: all rows of a steering group at once, as one query block against the group's prefix
-          keys (one read of them for the whole batch), with its log-sum-exp;
-  merged: out = suffix + (prefix - suffix) * sigmoid(lse_prefix - lse_suffix), which is the
-          softmax over the concatenated keys (the weights of the two parts are
-          exp(lse_part) / (exp(lse_prefix) + exp(lse_suffix))).
+  prefix: every row's query at once, as one query block against the prefix's keys (one read of
+          them for the whole batch), with its log-sum-exp;
+  merged: out = suffix + (prefix - suffix) * sigmoid(lse_prefix - lse_suffix), the softmax over
+          the concatenated keys (the two parts weigh exp(lse_part) / (exp(lse_prefix) +
+          exp(lse_suffix))).
 
-Equal to attention over the whole row up to floating-point rounding (the sums are taken in a
-different order), as a different batch composition is; tests/harness/test_prefix_attention.py
-measures it. Used by :class:`harness.decode.DecodeLoop` in float32 on CPU with SDPA models without
-a sliding window; the prefill is unchanged.
+Equal to attention over the whole row up to floating-point rounding (the sums are taken in
+another order, as with another batch composition); tests/harness/test_prefix_attention.py
+measures it. :class:`harness.decode.DecodeLoop` uses it in float32 on CPU for SDPA models without
+a sliding window when every row shares one prefix cache (one steering group): with many groups
+(packed sweeps) each group's prefix is a separate small read and the split cost more than it
+saved (4.5-5% slower with 13 groups at batch 16), so those rows keep the prefix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -32,34 +33,12 @@ _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
 
 class PrefixTables:
-    """Each layer's prefix keys and values, one row per steering group ([groups, kv_heads,
-    prefix, head_dim]), and where each batch row's queries go in the prefix query block."""
+    """Each layer's prefix keys and values ([1, kv_heads, prefix, head_dim]), from the prefix's
+    batch-1 KV cache."""
 
-    def __init__(self, caches: dict[int, object]) -> None:
-        self.groups = sorted(caches)
-        self.position = {g: i for i, g in enumerate(self.groups)}
-        layers = len(caches[self.groups[0]].layers)
-        self.keys = [torch.cat([caches[g].layers[i].keys for g in self.groups]) for i in
-                     range(layers)]
-        self.values = [torch.cat([caches[g].layers[i].values for g in self.groups]) for i in
-                       range(layers)]
-        self._rows: tuple[int, ...] | None = None
-
-    def select(self, groups: Sequence[int]) -> None:
-        """The steering group of each batch row (a row of an absent group reads group 0's
-        prefix: such rows are empty and their output is dropped)."""
-        rows = tuple(self.position.get(g, 0) for g in groups)
-        if rows == self._rows:
-            return
-        rank, seen = [], [0] * len(self.groups)
-        for g in rows:
-            rank.append(seen[g])
-            seen[g] += 1
-        device = self.keys[0].device
-        self.group_index = torch.tensor(rows, dtype=torch.long, device=device)
-        self.rank_index = torch.tensor(rank, dtype=torch.long, device=device)
-        self.block = max(seen)           # query rows per group in the prefix query block
-        self._rows = rows
+    def __init__(self, cache) -> None:
+        self.keys = [layer.keys for layer in cache.layers]
+        self.values = [layer.values for layer in cache.layers]
 
 
 def shared_prefix_attention(tables: PrefixTables, module, query, key, value, attention_mask,
@@ -72,22 +51,11 @@ def shared_prefix_attention(tables: PrefixTables, module, query, key, value, att
     rep = heads // kv_heads
     q = query.reshape(batch, kv_heads, rep, dim)      # the query heads sharing a kv head
     out_s, lse_s = _flash(q, key, value, 0.0, False, attn_mask=attention_mask, scale=scaling)
-    keys, values = tables.keys[module.layer_idx], tables.values[module.layer_idx]
-    n_groups = len(tables.groups)
-    if n_groups == 1:   # every row reads the one prefix: the batch is the query block
-        block = q.transpose(0, 1).reshape(1, kv_heads, batch * rep, dim)
-        out_p, lse_p = _flash(block, keys, values, 0.0, False, scale=scaling)
-        out_p = out_p.view(kv_heads, batch, rep, dim).transpose(0, 1)
-        lse_p = lse_p.view(kv_heads, batch, rep).transpose(0, 1)
-    else:               # each group's rows, padded to the largest group, read its prefix
-        block = q.new_zeros(n_groups, kv_heads, tables.block, rep, dim)
-        block[tables.group_index, :, tables.rank_index] = q
-        out_p, lse_p = _flash(block.view(n_groups, kv_heads, tables.block * rep, dim),
-                              keys, values, 0.0, False, scale=scaling)
-        out_p = out_p.view(n_groups, kv_heads, tables.block, rep, dim)[
-            tables.group_index, :, tables.rank_index]
-        lse_p = lse_p.view(n_groups, kv_heads, tables.block, rep)[
-            tables.group_index, :, tables.rank_index]
+    block = q.transpose(0, 1).reshape(1, kv_heads, batch * rep, dim)
+    out_p, lse_p = _flash(block, tables.keys[module.layer_idx], tables.values[module.layer_idx],
+                          0.0, False, scale=scaling)
+    out_p = out_p.view(kv_heads, batch, rep, dim).transpose(0, 1)
+    lse_p = lse_p.view(kv_heads, batch, rep).transpose(0, 1)
     out = torch.lerp(out_s, out_p, torch.sigmoid(lse_p - lse_s).unsqueeze(-1))
     return out.reshape(batch, heads, q_len, dim).transpose(1, 2).contiguous(), None
 
