@@ -19,7 +19,7 @@ right before and right after it, and the median over rounds is printed (this mac
 +-30% within minutes). Each round also runs the steered loop once more with one limit pass right
 after every decode step ("interleaved"): its share, (seconds of the passes) / (seconds of the
 steps), pairs measurements a fraction of a second apart, so drift cancels (its rounds agree to
-about +-1.5 points where the paired shares spread over +-6). fp32 always; bf16
+about +-2 points where the paired shares spread over +-6). fp32 always; bf16
 too where the CPU has native bf16 (avx512_bf16 / AMX) or on CUDA. ``--compare-bf16 N`` also
 answers the quickstart's N questions (greedy, 32 tokens) in fp32 and bf16 and counts answers
 that differ.
